@@ -1,0 +1,117 @@
+//! `/apps`: create, list, get, delete, limits.
+
+use super::check_app_name;
+use crate::error::{ApiError, ApiResult};
+use crate::server::AppState;
+use crate::storage::AppRecord;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use picloud_runtime::{LimitOverrides, Limits};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps", get(list).post(create))
+        .route("/apps/{app}", get(show).delete(remove))
+        .route("/apps/{app}/limits", put(set_limits))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApp {
+    name: String,
+    #[serde(default)]
+    limits: LimitOverrides,
+}
+
+#[derive(serde::Serialize)]
+struct AppView {
+    #[serde(flatten)]
+    app: AppRecord,
+    /// Limits in force: host defaults with the overrides applied.
+    effective_limits: Limits,
+}
+
+fn view(state: &AppState, app: AppRecord) -> AppView {
+    AppView {
+        effective_limits: state.invoker.defaults().with(&app.limits),
+        app,
+    }
+}
+
+fn check_limits(limits: &LimitOverrides) -> ApiResult<()> {
+    for (name, value) in [
+        ("fuel", limits.fuel),
+        ("timeout_ms", limits.timeout_ms),
+        ("memory_bytes", limits.memory_bytes),
+    ] {
+        if value == Some(0) {
+            return Err(ApiError::bad_request(format!(
+                "limit {name} must be greater than 0"
+            )));
+        }
+    }
+    if limits.memory_bytes.is_some_and(|m| m > 1 << 30) {
+        return Err(ApiError::bad_request(
+            "memory_bytes may be at most 1 GiB (1073741824)",
+        ));
+    }
+    Ok(())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Json(new): Json<NewApp>,
+) -> ApiResult<(StatusCode, Json<AppView>)> {
+    check_app_name(&new.name)?;
+    check_limits(&new.limits)?;
+    let app = state
+        .db
+        .create_app(&new.name, &new.limits)
+        .await
+        .map_err(|e| match e {
+            crate::storage::StorageError::Conflict => {
+                ApiError::conflict(format!("an app called {:?} exists already", new.name))
+            }
+            other => other.into(),
+        })?;
+    state.invoker.invalidate_app(&app.name);
+    Ok((StatusCode::CREATED, Json(view(&state, app))))
+}
+
+async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<AppView>>> {
+    let apps = state.db.list_apps().await?;
+    Ok(Json(apps.into_iter().map(|a| view(&state, a)).collect()))
+}
+
+async fn show(State(state): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<AppView>> {
+    let record = state
+        .db
+        .get_app(&app)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no app called {app:?}")))?;
+    Ok(Json(view(&state, record)))
+}
+
+async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    if !state.db.delete_app(&app).await? {
+        return Err(ApiError::not_found(format!("no app called {app:?}")));
+    }
+    state.invoker.invalidate_app(&app);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_limits(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Json(limits): Json<LimitOverrides>,
+) -> ApiResult<Json<AppView>> {
+    check_limits(&limits)?;
+    if !state.db.set_app_limits(&app, &limits).await? {
+        return Err(ApiError::not_found(format!("no app called {app:?}")));
+    }
+    state.invoker.invalidate_app(&app);
+    show(State(state), Path(app)).await
+}

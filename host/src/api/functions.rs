@@ -1,0 +1,184 @@
+//! `/apps/{app}/functions`: deploy (upload bytes → new immutable version), list,
+//! show with history, rollback, delete, invoke.
+
+use super::{check_function_name, existing_app};
+use crate::dataplane::{http_response, read_limited};
+use crate::error::{ApiError, ApiResult};
+use crate::server::AppState;
+use crate::storage::{FunctionRecord, VersionRecord};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use picloud_runtime::Request;
+
+/// Largest artifact accepted by deploy. Components are a few MiB; this leaves room for
+/// big ones while keeping a mistaken upload from filling the database.
+pub const MAX_ARTIFACT_BYTES: usize = 32 * 1024 * 1024;
+/// Largest request body of `invoke` (same as the data plane).
+use crate::dataplane::MAX_REQUEST_BYTES;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app}/functions", get(list))
+        .route("/apps/{app}/functions/{name}", get(show).delete(remove))
+        .route("/apps/{app}/functions/{name}/versions", post(deploy))
+        .route("/apps/{app}/functions/{name}/rollback", post(rollback))
+        .route("/apps/{app}/functions/{name}/invoke", post(invoke))
+}
+
+#[derive(serde::Serialize)]
+struct Deployed {
+    app: String,
+    name: String,
+    #[serde(flatten)]
+    version: VersionRecord,
+}
+
+async fn deploy(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Deployed>)> {
+    check_function_name(&name)?;
+    let app = existing_app(&state, &app).await?;
+    let bytes = read_limited(body, MAX_ARTIFACT_BYTES).await?;
+    let runtime_bytes = bytes.clone();
+    let invoker = state.invoker.clone();
+    let compiled = tokio::task::spawn_blocking(move || invoker.runtime().compile(&runtime_bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let version = state
+        .db
+        .deploy_function(
+            &app.id,
+            &name,
+            compiled.kind().as_str(),
+            compiled.sha256(),
+            &bytes,
+        )
+        .await?;
+    state.invoker.invalidate_app(&app.name);
+    tracing::info!(app = %app.name, function = %name, version = version.version, sha256 = %version.sha256, "deployed");
+    Ok((
+        StatusCode::CREATED,
+        Json(Deployed {
+            app: app.name.clone(),
+            name,
+            version,
+        }),
+    ))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<FunctionRecord>>> {
+    let app = existing_app(&state, &app).await?;
+    Ok(Json(state.db.list_functions(&app.id).await?))
+}
+
+#[derive(serde::Serialize)]
+struct FunctionView {
+    #[serde(flatten)]
+    function: FunctionRecord,
+    versions: Vec<VersionRecord>,
+}
+
+async fn existing_function(
+    state: &AppState,
+    app_id: &str,
+    app: &str,
+    name: &str,
+) -> ApiResult<FunctionRecord> {
+    state
+        .db
+        .get_function(app_id, name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("app {app:?} has no function called {name:?}")))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<Json<FunctionView>> {
+    let app = existing_app(&state, &app).await?;
+    let function = existing_function(&state, &app.id, &app.name, &name).await?;
+    let versions = state.db.list_versions(&function.id).await?;
+    Ok(Json(FunctionView { function, versions }))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = existing_app(&state, &app).await?;
+    if !state.db.delete_function(&app.id, &name).await? {
+        return Err(ApiError::not_found(format!(
+            "app {:?} has no function called {name:?}",
+            app.name
+        )));
+    }
+    state.invoker.invalidate_app(&app.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    /// The version to activate; default: the one before the active version.
+    version: Option<i64>,
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    body: Option<Json<Rollback>>,
+) -> ApiResult<Json<FunctionView>> {
+    let app = existing_app(&state, &app).await?;
+    let function = existing_function(&state, &app.id, &app.name, &name).await?;
+    let target = body
+        .and_then(|Json(b)| b.version)
+        .unwrap_or(function.active_version - 1);
+    if !state.db.activate_version(&function.id, target).await? {
+        return Err(ApiError::not_found(format!(
+            "function {name:?} has no version {target}"
+        )));
+    }
+    state.invoker.invalidate_app(&app.name);
+    show(State(state), Path((app.name.clone(), name))).await
+}
+
+async fn invoke(
+    State(state): State<AppState>,
+    Path((app, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let app = existing_app(&state, &app).await?;
+    let function = state.invoker.function(&app, &name).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "app {:?} has no function called {name:?}",
+            app.name
+        ))
+    })?;
+    let body = read_limited(body, MAX_REQUEST_BYTES).await?;
+    let request = Request {
+        method: "POST".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: crate::dataplane::header_pairs(&headers),
+        params: Vec::new(),
+        body: body.to_vec(),
+        event: None,
+    };
+    let (id, result) = state
+        .invoker
+        .run(&app, &name, &function, "invoke", request)
+        .await;
+    http_response(&id, result)
+}

@@ -1,0 +1,87 @@
+//! `/apps/{app}/routes`: bind `METHOD /path` to a function, list, delete.
+
+use super::existing_app;
+use crate::error::{ApiError, ApiResult};
+use crate::routing::{RouteTable, check_route};
+use crate::server::AppState;
+use crate::storage::{RouteRecord, StorageError};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/apps/{app}/routes", get(list).post(create))
+        .route("/apps/{app}/routes/{id}", delete(remove))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoute {
+    method: String,
+    path: String,
+    function: String,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Json(new): Json<NewRoute>,
+) -> ApiResult<(StatusCode, Json<RouteRecord>)> {
+    let app = existing_app(&state, &app).await?;
+    let method = new.method.to_ascii_uppercase();
+    check_route(&method, &new.path).map_err(ApiError::bad_request)?;
+    let function = state
+        .db
+        .get_function(&app.id, &new.function)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "app {:?} has no function called {:?}; deploy it first",
+                app.name, new.function
+            ))
+        })?;
+    // The new route must fit in the table with the existing ones (no ambiguous overlap).
+    let mut table = RouteTable::build(&state.db.list_routes(&app.id).await?);
+    table
+        .insert(&method, &new.path, &function.name)
+        .map_err(ApiError::conflict)?;
+    let route = state
+        .db
+        .create_route(&app.id, &method, &new.path, &function.id, &function.name)
+        .await
+        .map_err(|e| match e {
+            StorageError::Conflict => ApiError::conflict(format!(
+                "app {:?} already has a route {method} {}",
+                app.name, new.path
+            )),
+            other => other.into(),
+        })?;
+    state.invoker.invalidate_app(&app.name);
+    Ok((StatusCode::CREATED, Json(route)))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<RouteRecord>>> {
+    let app = existing_app(&state, &app).await?;
+    Ok(Json(state.db.list_routes(&app.id).await?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = existing_app(&state, &app).await?;
+    if !state.db.delete_route(&app.id, &id).await? {
+        return Err(ApiError::not_found(format!(
+            "app {:?} has no route {id:?}",
+            app.name
+        )));
+    }
+    state.invoker.invalidate_app(&app.name);
+    Ok(StatusCode::NO_CONTENT)
+}

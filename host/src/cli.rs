@@ -1,0 +1,563 @@
+//! The `picloud` command line: `serve`, and the client commands that talk to a server
+//! over the admin API.
+
+use crate::server::{self, ServeArgs};
+use anyhow::{Context, anyhow, bail};
+use clap::{Parser, Subcommand};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Default server URL of the client commands.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// PiCloud: self-hosted serverless functions in a wasmtime sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "picloud", version, about)]
+pub struct Cli {
+    /// Server URL of the client commands.
+    #[arg(long, env = "PICLOUD_URL", default_value = DEFAULT_URL, global = true)]
+    url: String,
+    /// Admin API token (default: ./.picloud/admin-token when present).
+    #[arg(long, env = "PICLOUD_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite under --data-dir unless --database-url is given).
+    Serve(ServeArgs),
+    /// Create, list and delete apps (tenants).
+    #[command(subcommand)]
+    Apps(AppsCommand),
+    /// Upload a component as the next version of a function and bind routes to it.
+    Deploy {
+        /// The .wasm file.
+        file: PathBuf,
+        /// App to deploy to.
+        #[arg(long)]
+        app: String,
+        /// Function name (default: the file name without extension, `_` → `-`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Route to bind, like 'GET /orders/:id' (repeatable).
+        #[arg(long = "route")]
+        routes: Vec<String>,
+    },
+    /// Call a function directly (POST with --data as the body).
+    Invoke {
+        /// APP/FUNCTION
+        target: String,
+        /// Request body; @FILE reads a file.
+        #[arg(long, short = 'd')]
+        data: Option<String>,
+    },
+    /// Show an app's invocations and their log lines, newest first.
+    Logs {
+        /// App name.
+        app: String,
+        /// Only this function.
+        #[arg(long)]
+        function: Option<String>,
+        /// Only `ok` or only `error` invocations.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many invocations.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// List, add and delete routes.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AppsCommand {
+    /// Create an app.
+    Create {
+        /// App name (a-z 0-9 -).
+        name: String,
+    },
+    /// List apps.
+    List,
+    /// Delete an app and everything it owns.
+    Delete {
+        /// App name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RoutesCommand {
+    /// List an app's routes.
+    List {
+        /// App name.
+        app: String,
+    },
+    /// Bind 'METHOD /path' of an app to a function.
+    Add {
+        /// App name.
+        app: String,
+        /// Like 'GET /orders/:id'.
+        route: String,
+        /// Function name.
+        function: String,
+    },
+    /// Delete a route by id.
+    Delete {
+        /// App name.
+        app: String,
+        /// Route id (see `routes list`).
+        id: String,
+    },
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PICLOUD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli {
+        url,
+        token,
+        json,
+        command,
+    } = cli;
+    if let Command::Serve(args) = command {
+        return server::run(args).await;
+    }
+    let client = Client::new(url, token)?;
+    match command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Apps(AppsCommand::Create { name }) => {
+            let app = client
+                .send(
+                    reqwest::Method::POST,
+                    "/apps",
+                    Some(json!({ "name": name })),
+                )
+                .await?;
+            print(json, &app, || format!("created app {name}"));
+        }
+        Command::Apps(AppsCommand::List) => {
+            let apps = client.send(reqwest::Method::GET, "/apps", None).await?;
+            print(json, &apps, || {
+                let names: Vec<&str> = apps
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["name"].as_str())
+                    .collect();
+                if names.is_empty() {
+                    "no apps yet".to_owned()
+                } else {
+                    names.join("\n")
+                }
+            });
+        }
+        Command::Apps(AppsCommand::Delete { name }) => {
+            client
+                .send(reqwest::Method::DELETE, &format!("/apps/{name}"), None)
+                .await?;
+            print(json, &json!({ "deleted": name }), || {
+                format!("deleted app {name}")
+            });
+        }
+        Command::Deploy {
+            file,
+            app,
+            name,
+            routes,
+        } => deploy(&client, json, &file, &app, name, &routes).await?,
+        Command::Invoke { target, data } => invoke(&client, &target, data).await?,
+        Command::Logs {
+            app,
+            function,
+            status,
+            limit,
+        } => logs(&client, json, &app, function, status, limit).await?,
+        Command::Routes(RoutesCommand::List { app }) => {
+            let routes = client
+                .send(reqwest::Method::GET, &format!("/apps/{app}/routes"), None)
+                .await?;
+            print(json, &routes, || {
+                let lines: Vec<String> = routes
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| {
+                        format!(
+                            "{:<7} {:<30} → {}  ({})",
+                            r["method"].as_str().unwrap_or(""),
+                            r["path"].as_str().unwrap_or(""),
+                            r["function"].as_str().unwrap_or(""),
+                            r["id"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if lines.is_empty() {
+                    format!("app {app} has no routes")
+                } else {
+                    lines.join("\n")
+                }
+            });
+        }
+        Command::Routes(RoutesCommand::Add {
+            app,
+            route,
+            function,
+        }) => {
+            let created = add_route(&client, &app, &route, &function).await?;
+            print(json, &created, || format!("bound {route} → {function}"));
+        }
+        Command::Routes(RoutesCommand::Delete { app, id }) => {
+            client
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/apps/{app}/routes/{id}"),
+                    None,
+                )
+                .await?;
+            print(json, &json!({ "deleted": id }), || {
+                format!("deleted route {id}")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn print(as_json: bool, value: &Value, text: impl FnOnce() -> String) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", text());
+    }
+}
+
+/// The function name a file deploys as by default: `target/…/example_hello.wasm` → `example-hello`.
+pub fn default_function_name(file: &Path) -> Option<String> {
+    Some(file.file_stem()?.to_str()?.replace('_', "-"))
+}
+
+async fn add_route(
+    client: &Client,
+    app: &str,
+    route: &str,
+    function: &str,
+) -> anyhow::Result<Value> {
+    let (method, path) = crate::routing::parse_route_spec(route).map_err(|e| anyhow!(e))?;
+    client
+        .send(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/routes"),
+            Some(json!({ "method": method, "path": path, "function": function })),
+        )
+        .await
+}
+
+async fn deploy(
+    client: &Client,
+    as_json: bool,
+    file: &Path,
+    app: &str,
+    name: Option<String>,
+    routes: &[String],
+) -> anyhow::Result<()> {
+    let name = match name {
+        Some(n) => n,
+        None => default_function_name(file).ok_or_else(|| {
+            anyhow!(
+                "cannot derive a function name from {}; pass --name",
+                file.display()
+            )
+        })?,
+    };
+    for route in routes {
+        crate::routing::parse_route_spec(route).map_err(|e| anyhow!(e))?;
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    if !as_json {
+        eprintln!(
+            "uploading {} ({} bytes) and compiling…",
+            file.display(),
+            bytes.len()
+        );
+    }
+    let deployed = client
+        .upload(&format!("/apps/{app}/functions/{name}/versions"), bytes)
+        .await?;
+    let mut bound = Vec::new();
+    for route in routes {
+        bound.push(add_route(client, app, route, &name).await?);
+    }
+    let base = client.url.trim_end_matches('/');
+    let urls: Vec<String> = bound
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {base}/fn/{app}{}",
+                r["method"].as_str().unwrap_or(""),
+                r["path"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let out = json!({ "deployed": deployed, "routes": bound, "urls": urls });
+    print(as_json, &out, || {
+        let mut text = format!(
+            "deployed {app}/{name} version {} ({}, sha256 {}, {} bytes)",
+            deployed["version"],
+            deployed["kind"].as_str().unwrap_or("?"),
+            deployed["sha256"].as_str().unwrap_or("?"),
+            deployed["size"]
+        );
+        if urls.is_empty() {
+            text.push_str(&format!("\nno route bound: call it with `picloud invoke {app}/{name}` or deploy with --route 'GET /path'"));
+        }
+        for url in &urls {
+            text.push_str(&format!("\n  {url}"));
+        }
+        text
+    });
+    Ok(())
+}
+
+async fn invoke(client: &Client, target: &str, data: Option<String>) -> anyhow::Result<()> {
+    let (app, function) = target
+        .split_once('/')
+        .ok_or_else(|| anyhow!("the target must be APP/FUNCTION, got {target:?}"))?;
+    let body = match data {
+        Some(d) if d.starts_with('@') => {
+            std::fs::read(&d[1..]).with_context(|| format!("cannot read {}", &d[1..]))?
+        }
+        Some(d) => d.into_bytes(),
+        None => Vec::new(),
+    };
+    let response = client
+        .raw(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/functions/{function}/invoke"),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| client.unreachable(e))?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    if status == StatusCode::UNAUTHORIZED {
+        bail!("{}", unauthorized_message());
+    }
+    if !status.is_success() {
+        if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
+            if let Some(error) = value.get("error") {
+                bail!(
+                    "{} ({}, invocation {})",
+                    error["message"].as_str().unwrap_or("failed"),
+                    error["code"].as_str().unwrap_or("?"),
+                    error["invocation_id"].as_str().unwrap_or("-")
+                );
+            }
+        }
+    }
+    use std::io::Write;
+    std::io::stdout().write_all(&bytes)?;
+    if !bytes.ends_with(b"\n") {
+        println!();
+    }
+    Ok(())
+}
+
+async fn logs(
+    client: &Client,
+    as_json: bool,
+    app: &str,
+    function: Option<String>,
+    status: Option<String>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let mut query = vec![("limit".to_owned(), limit.to_string())];
+    query.extend(function.map(|f| ("function".to_owned(), f)));
+    query.extend(status.map(|s| ("status".to_owned(), s)));
+    let qs: String = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let invocations = client
+        .send(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/invocations?{qs}"),
+            None,
+        )
+        .await?;
+    print(as_json, &invocations, || {
+        let mut out = Vec::new();
+        for inv in invocations.as_array().into_iter().flatten() {
+            let outcome = match inv["error_code"].as_str() {
+                Some(code) => format!(
+                    "{} {code}: {}",
+                    inv["http_status"],
+                    inv["error_message"].as_str().unwrap_or("")
+                ),
+                None => format!("{}", inv["http_status"]),
+            };
+            out.push(format!(
+                "{}  {} v{}  {}  {:.2} ms  fuel {}  [{}]",
+                inv["id"].as_str().unwrap_or(""),
+                inv["function"].as_str().unwrap_or(""),
+                inv["version"],
+                outcome,
+                inv["duration_us"].as_f64().unwrap_or(0.0) / 1000.0,
+                inv["fuel_used"],
+                inv["trigger"].as_str().unwrap_or("")
+            ));
+            for line in inv["logs"].as_array().into_iter().flatten() {
+                out.push(format!(
+                    "    {:<5} {}",
+                    line["level"].as_str().unwrap_or(""),
+                    line["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        if out.is_empty() {
+            format!("no invocations of {app} yet")
+        } else {
+            out.join("\n")
+        }
+    });
+    Ok(())
+}
+
+fn unauthorized_message() -> &'static str {
+    "the server refused the token (401): pass --token or set PICLOUD_TOKEN to the admin token (see .picloud/admin-token on the server)"
+}
+
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(url: String, token: Option<String>) -> anyhow::Result<Self> {
+        let token = token.or_else(|| {
+            std::fs::read_to_string(
+                Path::new(server::DEFAULT_DATA_DIR).join(crate::auth::ADMIN_TOKEN_FILE),
+            )
+            .ok()
+            .map(|t| t.trim().to_owned())
+        });
+        Ok(Self {
+            http: reqwest::Client::builder().build()?,
+            url,
+            token,
+        })
+    }
+
+    fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(
+            method,
+            format!("{}/api/v1{path}", self.url.trim_end_matches('/')),
+        );
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow!(
+                "cannot reach PiCloud at {} (is `picloud serve` running? set --url or PICLOUD_URL)",
+                self.url
+            )
+        } else {
+            anyhow!("request to {} failed: {e}", self.url)
+        }
+    }
+
+    async fn finish(&self, response: reqwest::Response) -> anyhow::Result<Value> {
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        if status == StatusCode::UNAUTHORIZED {
+            bail!("{}", unauthorized_message());
+        }
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        if !status.is_success() {
+            let message = value["error"]["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("the server answered {status}"));
+            bail!("{message}");
+        }
+        Ok(value)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.raw(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        self.finish(response).await
+    }
+
+    async fn upload(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
+        let response = self
+            .raw(reqwest::Method::POST, path)
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.finish(response).await
+    }
+}

@@ -1,0 +1,233 @@
+//! From a resolved app and function to an outcome: caches, admission, run, record.
+
+use crate::error::{ApiError, ApiResult};
+use crate::recorder::Recorder;
+use crate::routing::{RouteMatch, RouteTable};
+use crate::services::HostSdk;
+use crate::storage::{Db, InvocationRecord, now_ms};
+use picloud_runtime::{Compiled, Invocation, Limits, Outcome, Request, Response, Runtime};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OnceCell, Semaphore};
+
+/// Concurrent invocations per app (SPEC §3); more are answered 429.
+pub const DEFAULT_MAX_CONCURRENCY_PER_APP: u32 = 64;
+
+/// An app as the data plane needs it: identity, resolved limits and routes.
+pub struct AppEntry {
+    /// Internal id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Host defaults with the app's overrides applied.
+    pub limits: Limits,
+    /// Route table.
+    pub routes: RouteTable,
+}
+
+/// The active version of a function, compiled.
+pub struct ActiveFunction {
+    /// Version number.
+    pub version: i64,
+    /// Compiled artifact.
+    pub compiled: Compiled<HostSdk>,
+}
+
+type FunctionSlot = Arc<OnceCell<Option<Arc<ActiveFunction>>>>;
+
+/// Runs invocations and keeps the caches of apps and active functions. Caches are
+/// invalidated by the admin API on every change of an app, its routes or functions.
+pub struct Invoker {
+    db: Db,
+    runtime: Arc<Runtime<HostSdk>>,
+    defaults: Limits,
+    recorder: Recorder,
+    max_concurrency: u32,
+    apps: Mutex<HashMap<String, Arc<AppEntry>>>,
+    functions: Mutex<HashMap<(String, String), FunctionSlot>>,
+    concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Invoker {
+    /// An invoker over `db` and `runtime`.
+    pub fn new(
+        db: Db,
+        runtime: Arc<Runtime<HostSdk>>,
+        defaults: Limits,
+        recorder: Recorder,
+        max_concurrency: u32,
+    ) -> Self {
+        Self {
+            db,
+            runtime,
+            defaults,
+            recorder,
+            max_concurrency,
+            apps: Mutex::default(),
+            functions: Mutex::default(),
+            concurrency: Mutex::default(),
+        }
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime<HostSdk> {
+        &self.runtime
+    }
+
+    /// The host's default limits.
+    pub fn defaults(&self) -> Limits {
+        self.defaults
+    }
+
+    /// Forgets everything cached about app `name` (its routes, limits and functions).
+    pub fn invalidate_app(&self, name: &str) {
+        lock(&self.apps).remove(name);
+        lock(&self.functions).retain(|(app, _), _| app != name);
+    }
+
+    /// The app called `name`, from the cache or the database.
+    pub async fn app(&self, name: &str) -> ApiResult<Option<Arc<AppEntry>>> {
+        if let Some(hit) = lock(&self.apps).get(name) {
+            return Ok(Some(hit.clone()));
+        }
+        let Some(app) = self.db.get_app(name).await? else {
+            return Ok(None);
+        };
+        let routes = self.db.list_routes(&app.id).await?;
+        let entry = Arc::new(AppEntry {
+            limits: self.defaults.with(&app.limits),
+            routes: RouteTable::build(&routes),
+            id: app.id,
+            name: app.name,
+        });
+        lock(&self.apps).insert(name.to_owned(), entry.clone());
+        Ok(Some(entry))
+    }
+
+    /// The active version of function `name` of `app`, compiled (once per process, or
+    /// loaded from the compile cache).
+    pub async fn function(
+        &self,
+        app: &AppEntry,
+        name: &str,
+    ) -> ApiResult<Option<Arc<ActiveFunction>>> {
+        let slot = lock(&self.functions)
+            .entry((app.name.clone(), name.to_owned()))
+            .or_default()
+            .clone();
+        let loaded = slot
+            .get_or_try_init(|| async {
+                let Some(function) = self.db.get_function(&app.id, name).await? else {
+                    return Ok(None);
+                };
+                let bytes = self.db.artifact(&function.sha256).await?.ok_or_else(|| {
+                    ApiError::internal(format!(
+                        "artifact {} of {}/{name} is missing",
+                        function.sha256, app.name
+                    ))
+                })?;
+                let runtime = self.runtime.clone();
+                let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+                    .await
+                    .map_err(ApiError::internal)?
+                    .map_err(|e| {
+                        ApiError::internal(format!("stored artifact does not compile: {e}"))
+                    })?;
+                Ok::<_, ApiError>(Some(Arc::new(ActiveFunction {
+                    version: function.active_version,
+                    compiled,
+                })))
+            })
+            .await?;
+        Ok(loaded.clone())
+    }
+
+    /// Runs `function` of `app` for `request`, under the app's limits and concurrency
+    /// cap, and queues the invocation record.
+    pub async fn run(
+        &self,
+        app: &AppEntry,
+        function_name: &str,
+        function: &ActiveFunction,
+        trigger: &str,
+        request: Request,
+    ) -> (String, Result<Response, ApiError>) {
+        let invocation_id = uuid::Uuid::now_v7().to_string();
+        let semaphore = lock(&self.concurrency)
+            .entry(app.name.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency as usize)))
+            .clone();
+        let Ok(_permit) = semaphore.try_acquire() else {
+            let error = ApiError::quota_exceeded(format!(
+                "app {} already runs {} invocations",
+                app.name, self.max_concurrency
+            ));
+            return (
+                invocation_id.clone(),
+                Err(error.with_invocation(&invocation_id)),
+            );
+        };
+        let started_at = now_ms();
+        let invocation = Invocation {
+            app: app.name.clone(),
+            function: function_name.to_owned(),
+            version: u32::try_from(function.version).unwrap_or(u32::MAX),
+            invocation_id: invocation_id.clone(),
+            trigger: trigger.to_owned(),
+            event: request.event.clone(),
+        };
+        let sdk = HostSdk::new(&self.db, &app.id);
+        let outcome = self
+            .runtime
+            .invoke(&function.compiled, invocation, request, app.limits, sdk)
+            .await;
+        let Outcome {
+            result,
+            fuel_used,
+            wall_time,
+            peak_memory,
+            logs,
+        } = outcome;
+        let result = result.map_err(|e| ApiError::from_run(&e, &invocation_id));
+        let (status, http_status, code, message) = match &result {
+            Ok(response) => ("ok", i64::from(response.status), None, None),
+            Err(e) => (
+                "error",
+                i64::from(e.status.as_u16()),
+                Some(e.code.to_owned()),
+                Some(e.message.clone()),
+            ),
+        };
+        self.recorder.record(
+            app.id.clone(),
+            InvocationRecord {
+                id: invocation_id.clone(),
+                app: app.name.clone(),
+                function: function_name.to_owned(),
+                version: function.version,
+                trigger: trigger.to_owned(),
+                status: status.to_owned(),
+                http_status,
+                error_code: code,
+                error_message: message,
+                fuel_used: i64::try_from(fuel_used).unwrap_or(i64::MAX),
+                duration_us: i64::try_from(wall_time.as_micros()).unwrap_or(i64::MAX),
+                peak_memory: i64::try_from(peak_memory).unwrap_or(i64::MAX),
+                started_at,
+                logs,
+            },
+        );
+        (invocation_id, result)
+    }
+
+    /// Resolves a data-plane request of `app` to its route, or `no_route`.
+    pub fn route(app: &AppEntry, method: &str, path: &str) -> ApiResult<RouteMatch> {
+        app.routes.lookup(method, path).ok_or_else(|| {
+            ApiError::no_route(format!("app {} has no route for {method} {path}", app.name))
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! Writes invocation records in batches, off the request path.
+//!
+//! Lifecycle: [`Recorder::start`] spawns one writer task; [`Recorder::record`] queues a
+//! record without waiting; [`Recorder::flush`] waits until everything queued before it
+//! is in the database (readers of the invocation list call it first).
+
+use crate::storage::{Db, InvocationRecord};
+use tokio::sync::{mpsc, oneshot};
+
+/// Records queued beyond this are dropped (with a warning) rather than slowing requests.
+const QUEUE_CAPACITY: usize = 10_000;
+/// At most this many records per transaction.
+const MAX_BATCH: usize = 500;
+
+enum Message {
+    Record(Box<(String, InvocationRecord)>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Handle to the writer task.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::Sender<Message>,
+}
+
+impl Recorder {
+    /// Spawns the writer task on the current runtime.
+    pub fn start(db: Db) -> Self {
+        let (queue, mut rx) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            let mut waiters = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(message) = next.take() {
+                    match message {
+                        Message::Record(r) => batch.push(*r),
+                        Message::Flush(done) => waiters.push(done),
+                    }
+                    if batch.len() < MAX_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if let Err(e) = db.insert_invocations(&batch).await {
+                    tracing::error!(error = %e, lost = batch.len(), "could not store invocation records");
+                }
+                batch.clear();
+                for done in waiters.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues one record of app `app_id`.
+    pub fn record(&self, app_id: String, record: InvocationRecord) {
+        if self
+            .queue
+            .try_send(Message::Record(Box::new((app_id, record))))
+            .is_err()
+        {
+            tracing::warn!("invocation record queue is full; dropping a record");
+        }
+    }
+
+    /// Waits until every record queued so far is stored.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `picloud serve`: configuration, start-up and the HTTP router.
+
+use crate::api;
+use crate::auth;
+use crate::dataplane;
+use crate::invoker::{DEFAULT_MAX_CONCURRENCY_PER_APP, Invoker};
+use crate::recorder::Recorder;
+use crate::storage::Db;
+use axum::Router;
+use axum::routing::get;
+use picloud_runtime::{Limits, Runtime, RuntimeConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default data directory: the embedded database, compile cache and admin token.
+pub const DEFAULT_DATA_DIR: &str = ".picloud";
+/// Default listen address: loopback only, until an operator decides otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default base domain for `{app}.{base-domain}` routing.
+pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
+/// How often expired kv entries are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Options of `picloud serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PICLOUD_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, the compile cache and the admin token.
+    #[arg(long, env = "PICLOUD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Database URL: postgres://… for PostgreSQL; default: SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Functions are also reachable at http://{app}.{base-domain}/…
+    #[arg(long, env = "PICLOUD_BASE_DOMAIN", default_value = DEFAULT_BASE_DOMAIN)]
+    pub base_domain: String,
+    /// The admin token; when unset one is generated on first start and written to
+    /// {data-dir}/admin-token.
+    #[arg(long, env = "PICLOUD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Concurrent invocations per app; more are answered 429.
+    #[arg(long, env = "PICLOUD_MAX_CONCURRENCY_PER_APP", default_value_t = DEFAULT_MAX_CONCURRENCY_PER_APP)]
+    pub max_concurrency_per_app: u32,
+}
+
+impl ServeArgs {
+    /// Defaults with `data_dir`, as tests and embedders want them.
+    pub fn with_data_dir(data_dir: PathBuf) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir,
+            database_url: None,
+            base_domain: DEFAULT_BASE_DOMAIN.into(),
+            admin_token: None,
+            max_concurrency_per_app: DEFAULT_MAX_CONCURRENCY_PER_APP,
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// Runs invocations.
+    pub invoker: Arc<Invoker>,
+    /// Invocation records.
+    pub recorder: Recorder,
+    /// Base domain for host-based routing.
+    pub base_domain: Arc<str>,
+}
+
+/// A started server: its state and what `serve` needs to run it.
+pub struct Server {
+    /// Handler state.
+    pub state: AppState,
+    listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    /// Opens storage, runs migrations, bootstraps the admin token, builds the runtime
+    /// and binds the listener. Prints the admin token when it generated one.
+    pub async fn start(args: &ServeArgs) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&args.data_dir)?;
+        let url = match &args.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                args.data_dir.join("picloud.db").display()
+            ),
+        };
+        let db = Db::open(&url).await?;
+        auth::bootstrap_admin_token(&db, &args.data_dir, args.admin_token.as_deref()).await?;
+
+        let runtime = Runtime::new(&RuntimeConfig {
+            cache_dir: Some(args.data_dir.join("cache")),
+            ..RuntimeConfig::default()
+        })?;
+        let recorder = Recorder::start(db.clone());
+        let invoker = Invoker::new(
+            db.clone(),
+            Arc::new(runtime),
+            Limits::default(),
+            recorder.clone(),
+            args.max_concurrency_per_app,
+        );
+        let state = AppState {
+            db: db.clone(),
+            invoker: Arc::new(invoker),
+            recorder,
+            base_domain: args.base_domain.as_str().into(),
+        };
+
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                match db.sweep_expired_kv().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(removed = n, "swept expired kv entries"),
+                    Err(e) => tracing::warn!(error = %e, "kv sweep failed"),
+                }
+            }
+        });
+
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        Ok(Self { state, listener })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let recorder = self.state.recorder.clone();
+        let app = router(self.state);
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        recorder.flush().await;
+        Ok(())
+    }
+}
+
+/// The whole HTTP surface: health, admin API, data plane.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .nest("/api/v1", api::router(state.clone()))
+        .merge(dataplane::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            dataplane::by_host,
+        ))
+        .with_state(state)
+}
+
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<&'static str, crate::error::ApiError> {
+    if state.db.ping().await {
+        Ok("ready")
+    } else {
+        Err(crate::error::ApiError::unavailable(
+            "the database is unreachable",
+        ))
+    }
+}
+
+/// Runs `picloud serve` until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let server = Server::start(&args).await?;
+    let addr = server.local_addr()?;
+    println!(
+        "PiCloud listening on http://{addr}  (dashboard-less for now; admin API at /api/v1, functions at /fn/{{app}}/…)"
+    );
+    server.serve(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

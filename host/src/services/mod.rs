@@ -1,0 +1,66 @@
+//! The SDK services behind the WIT imports, one module per interface.
+//!
+//! Lifecycle: [`HostSdk::new`] runs once per invocation with the app's identity; each
+//! service then answers the guest's calls for that app only. Interfaces without a
+//! service yet answer `unavailable` through [`Unavailable`].
+
+pub mod kv;
+
+use crate::storage::Db;
+use picloud_runtime::{Sdk, Unavailable};
+
+/// The services of one invocation.
+pub struct HostSdk {
+    kv: kv::KvService,
+    unavailable: Unavailable,
+}
+
+impl HostSdk {
+    /// Services for one invocation of app `app_id`.
+    pub fn new(db: &Db, app_id: &str) -> Self {
+        Self {
+            kv: kv::KvService::new(db.clone(), app_id.to_owned()),
+            unavailable: Unavailable,
+        }
+    }
+}
+
+impl Sdk for HostSdk {
+    type Kv = kv::KvService;
+    type Docs = Unavailable;
+    type Files = Unavailable;
+    type Http = Unavailable;
+    type Email = Unavailable;
+    type Secrets = Unavailable;
+    type Users = Unavailable;
+    type Pubsub = Unavailable;
+    type DeadLetters = Unavailable;
+
+    fn kv(&mut self) -> &mut kv::KvService {
+        &mut self.kv
+    }
+    fn docs(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn files(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn http(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn email(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn secrets(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn users(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn pubsub(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn dead_letters(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+}

@@ -1,0 +1,142 @@
+//! Invocation records: what ran, how it ended, what it cost, what it logged.
+
+use super::{Db, StorageResult};
+use picloud_runtime::LogLine;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// One finished invocation.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct InvocationRecord {
+    /// Invocation id (uuid v7).
+    pub id: String,
+    /// App name.
+    pub app: String,
+    /// Function name.
+    pub function: String,
+    /// Version that ran.
+    pub version: i64,
+    /// `http`, `invoke`, …
+    pub trigger: String,
+    /// `ok` or `error`.
+    pub status: String,
+    /// HTTP status answered.
+    pub http_status: i64,
+    /// Stable error code when it failed.
+    pub error_code: Option<String>,
+    /// Error message when it failed.
+    pub error_message: Option<String>,
+    /// Fuel consumed.
+    pub fuel_used: i64,
+    /// Wall time in microseconds.
+    pub duration_us: i64,
+    /// Peak linear memory in bytes.
+    pub peak_memory: i64,
+    /// Milliseconds since the Unix epoch.
+    pub started_at: i64,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+}
+
+/// Which invocations to list.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct InvocationFilter {
+    /// Only this function.
+    pub function: Option<String>,
+    /// Only `ok` or only `error`.
+    pub status: Option<String>,
+    /// Only invocations older than this id (paging backwards).
+    pub before: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    pub limit: Option<i64>,
+}
+
+fn invocation(row: &AnyRow, app: &str) -> StorageResult<InvocationRecord> {
+    let logs: String = row.try_get("logs")?;
+    Ok(InvocationRecord {
+        id: row.try_get("id")?,
+        app: app.to_owned(),
+        function: row.try_get("function_name")?,
+        version: row.try_get("version")?,
+        trigger: row.try_get("trigger_kind")?,
+        status: row.try_get("status")?,
+        http_status: row.try_get("http_status")?,
+        error_code: row.try_get("error_code")?,
+        error_message: row.try_get("error_message")?,
+        fuel_used: row.try_get("fuel_used")?,
+        duration_us: row.try_get("duration_us")?,
+        peak_memory: row.try_get("peak_memory")?,
+        started_at: row.try_get("started_at")?,
+        logs: serde_json::from_str(&logs).unwrap_or_default(),
+    })
+}
+
+impl Db {
+    /// Stores a batch of finished invocations (app ids given alongside) in one transaction.
+    pub async fn insert_invocations(
+        &self,
+        batch: &[(String, InvocationRecord)],
+    ) -> StorageResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (app_id, r) in batch {
+            sqlx::query(
+                "INSERT INTO invocations (id, app_id, function_name, version, trigger_kind, status, http_status, \
+                 error_code, error_message, fuel_used, duration_us, peak_memory, started_at, logs) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(app_id)
+            .bind(&r.function)
+            .bind(r.version)
+            .bind(&r.trigger)
+            .bind(&r.status)
+            .bind(r.http_status)
+            .bind(r.error_code.as_deref())
+            .bind(r.error_message.as_deref())
+            .bind(r.fuel_used)
+            .bind(r.duration_us)
+            .bind(r.peak_memory)
+            .bind(r.started_at)
+            .bind(serde_json::to_string(&r.logs).expect("log lines serialise"))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The app's invocations, newest first.
+    pub async fn list_invocations(
+        &self,
+        app_id: &str,
+        app: &str,
+        filter: &InvocationFilter,
+    ) -> StorageResult<Vec<InvocationRecord>> {
+        // Placeholders are numbered by hand: `$n` is what both SQLite and PostgreSQL accept.
+        let mut sql = String::from(
+            "SELECT id, function_name, version, trigger_kind, status, http_status, error_code, error_message, \
+             fuel_used, duration_us, peak_memory, started_at, logs FROM invocations WHERE app_id = $1",
+        );
+        let mut args = vec![app_id];
+        for (condition, value) in [
+            ("function_name =", &filter.function),
+            ("status =", &filter.status),
+            ("id <", &filter.before),
+        ] {
+            if let Some(value) = value {
+                args.push(value);
+                sql.push_str(&format!(" AND {condition} ${}", args.len()));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {}",
+            filter.limit.unwrap_or(50).clamp(1, 1000)
+        ));
+        let query = args.into_iter().fold(sqlx::query(&sql), |q, a| q.bind(a));
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| invocation(r, app)).collect()
+    }
+}

@@ -1,0 +1,12 @@
+//! Generated bindings of the `picloud:sdk/function` world, quarantined here.
+//!
+//! Everything else in the crate (and the host) uses the re-exports of `lib.rs`.
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    world: "picloud:sdk/function",
+    path: "../wit",
+    imports: { default: async | trappable },
+    exports: { default: async },
+});

@@ -1,0 +1,382 @@
+//! One invocation: a fresh `Store` with fuel, an epoch deadline and a memory limiter,
+//! instantiated from a cached instance-pre, calling the guest's `handler.handle`.
+
+use crate::bindings::picloud::sdk::log as wit_log;
+use crate::bindings::picloud::sdk::runtime::InvocationInfo;
+use crate::bindings::picloud::sdk::types::{Request, Response};
+use crate::{Compiled, Limits, RunError, Runtime, Sdk};
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// At most this many log lines are kept per invocation; further lines are counted and
+/// reported in one closing line, so a chatty guest cannot fill the database.
+pub const MAX_LOG_LINES: usize = 1000;
+/// At most this many bytes of one log message are kept.
+pub const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
+/// At most this many bytes of a guest's stdout and of its stderr are kept.
+pub const MAX_CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
+/// A CPU-bound guest yields to the async executor after this much fuel, so one busy
+/// tenant cannot hold a worker thread for its whole time budget.
+const FUEL_YIELD_INTERVAL: u64 = 2_000_000;
+
+/// Who is running, for the guest's `runtime.info` and for the records the host keeps.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// App (tenant) name.
+    pub app: String,
+    /// Function name.
+    pub function: String,
+    /// Deployed version of the function.
+    pub version: u32,
+    /// Unique id of this invocation.
+    pub invocation_id: String,
+    /// What triggered it: `http`, `invoke`, `cron`, …
+    pub trigger: String,
+    /// The trigger event (JSON) for non-HTTP invocations.
+    pub event: Option<String>,
+}
+
+/// One captured log line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The message (cut at [`MAX_LOG_MESSAGE_BYTES`]).
+    pub message: String,
+    /// Structured fields, a JSON object, when the guest gave some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// What an invocation produced, successful or not, with what it cost.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The guest's response, or why there is none.
+    pub result: Result<Response, RunError>,
+    /// Fuel consumed: budget minus what was left.
+    pub fuel_used: u64,
+    /// Wall time from store creation to the end of the call.
+    pub wall_time: Duration,
+    /// Largest linear memory (bytes, all memories together) the instance held.
+    pub peak_memory: u64,
+    /// Log lines the guest wrote, then its captured stdout/stderr.
+    pub logs: Vec<LogLine>,
+}
+
+/// Per-invocation store data.
+pub struct State<S> {
+    pub(crate) sdk: S,
+    pub(crate) logs: LogSink,
+    info: Invocation,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+}
+
+impl<S: Send> WasiView for State<S> {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl<S> State<S> {
+    pub(crate) fn info(&self) -> InvocationInfo {
+        InvocationInfo {
+            app: self.info.app.clone(),
+            function: self.info.function.clone(),
+            version: self.info.version,
+            invocation_id: self.info.invocation_id.clone(),
+            trigger: self.info.trigger.clone(),
+            event: self.info.event.clone(),
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Collects log lines with the caps above.
+#[derive(Debug, Default)]
+pub(crate) struct LogSink {
+    lines: Vec<LogLine>,
+    dropped: usize,
+}
+
+impl LogSink {
+    fn push(&mut self, level: &str, mut message: String, fields: Option<String>) {
+        if self.lines.len() >= MAX_LOG_LINES {
+            self.dropped += 1;
+            return;
+        }
+        truncate_utf8(&mut message, MAX_LOG_MESSAGE_BYTES);
+        self.lines.push(LogLine {
+            level: level.to_owned(),
+            message,
+            fields,
+            at_ms: now_ms(),
+        });
+    }
+
+    fn push_output(&mut self, level: &str, output: &[u8]) {
+        let text = String::from_utf8_lossy(output);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            self.push(level, line.to_owned(), None);
+        }
+    }
+
+    fn finish(mut self) -> Vec<LogLine> {
+        if self.dropped > 0 {
+            let message = format!(
+                "{} further log lines were dropped (limit {MAX_LOG_LINES})",
+                self.dropped
+            );
+            self.lines.push(LogLine {
+                level: "warn".into(),
+                message,
+                fields: None,
+                at_ms: now_ms(),
+            });
+        }
+        self.lines
+    }
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+impl wit_log::Host for LogSink {
+    async fn log(
+        &mut self,
+        level: wit_log::Level,
+        message: String,
+        fields: Option<String>,
+    ) -> wasmtime::Result<()> {
+        let level = match level {
+            wit_log::Level::Trace => "trace",
+            wit_log::Level::Debug => "debug",
+            wit_log::Level::Info => "info",
+            wit_log::Level::Warn => "warn",
+            wit_log::Level::Error => "error",
+        };
+        self.push(level, message, fields);
+        Ok(())
+    }
+}
+
+/// Tracks linear memory of the instance and refuses growth past the limit.
+#[derive(Debug)]
+struct MemoryLimiter {
+    limit: u64,
+    total: u64,
+    peak: u64,
+    exceeded: bool,
+}
+
+/// Upper bound on table elements; tables are not a way around the memory limit.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self
+            .total
+            .saturating_sub(current as u64)
+            .saturating_add(desired as u64);
+        if total > self.limit {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded", self.limit);
+        }
+        self.total = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A guest's stdout or stderr, kept in memory up to [`MAX_CAPTURED_OUTPUT_BYTES`];
+/// what goes past the cap is dropped rather than failing the guest.
+#[derive(Clone, Default)]
+struct CapturedOutput(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedOutput {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl IsTerminal for CapturedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CapturedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CapturedOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let room = MAX_CAPTURED_OUTPUT_BYTES.saturating_sub(out.len());
+        out.extend_from_slice(&buf[..buf.len().min(room)]);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: Sdk> Runtime<S> {
+    /// Runs `request` through `function` under `limits`, with `sdk` serving the guest's
+    /// SDK calls. Never panics on guest behaviour: every failure is a [`RunError`] in
+    /// the outcome, and the store (with all guest memory) is dropped before returning.
+    pub async fn invoke(
+        &self,
+        function: &Compiled<S>,
+        invocation: Invocation,
+        request: Request,
+        limits: Limits,
+        sdk: S,
+    ) -> Outcome {
+        let started = Instant::now();
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = State {
+            sdk,
+            logs: LogSink::default(),
+            info: invocation,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes,
+                total: 0,
+                peak: 0,
+                exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let setup = store.set_fuel(limits.fuel).and_then(|()| {
+            store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL.min(limits.fuel.max(1))))
+        });
+        if let Err(e) = setup {
+            return Outcome {
+                result: Err(RunError::Internal(format!("store setup: {e}"))),
+                fuel_used: 0,
+                wall_time: started.elapsed(),
+                peak_memory: 0,
+                logs: Vec::new(),
+            };
+        }
+        store.set_epoch_deadline(self.deadline_ticks(limits.timeout()));
+        store.epoch_deadline_trap();
+
+        let call = async {
+            let instance = function.pre.instantiate_async(&mut store).await?;
+            instance
+                .picloud_sdk_handler()
+                .call_handle(&mut store, &request)
+                .await
+        };
+        // The epoch deadline stops guest code; this also bounds time spent inside host
+        // calls, which the epoch cannot interrupt.
+        let backstop = limits.timeout() + 4 * self.epoch_tick;
+        let result = match tokio::time::timeout(backstop, call).await {
+            Ok(Ok(Ok(response))) => Ok(response),
+            Ok(Ok(Err(guest_error))) => Err(RunError::Failed(format!(
+                "the function returned an error: {}",
+                crate::describe_error(&guest_error)
+            ))),
+            Ok(Err(trap)) => Err(classify(&trap, store.data(), &limits)),
+            Err(_elapsed) => Err(RunError::Timeout {
+                limit_ms: limits.timeout_ms,
+            }),
+        };
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        let mut logs = state.logs;
+        logs.push_output("info", &stdout.take());
+        logs.push_output("error", &stderr.take());
+        Outcome {
+            result,
+            fuel_used,
+            wall_time: started.elapsed(),
+            peak_memory: state.limiter.peak,
+            logs: logs.finish(),
+        }
+    }
+
+    fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        let tick = self.epoch_tick.as_micros().max(1);
+        (timeout.as_micros().div_ceil(tick) as u64).max(1)
+    }
+}
+
+fn classify<S>(error: &wasmtime::Error, state: &State<S>, limits: &Limits) -> RunError {
+    if state.limiter.exceeded {
+        return RunError::MemoryExhausted {
+            limit_bytes: limits.memory_bytes,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => RunError::FuelExhausted {
+            budget: limits.fuel,
+        },
+        Some(Trap::Interrupt) => RunError::Timeout {
+            limit_ms: limits.timeout_ms,
+        },
+        Some(Trap::StackOverflow) => RunError::Failed("the function overflowed its stack".into()),
+        Some(trap) => RunError::Failed(format!("the function trapped: {trap}")),
+        None => RunError::Failed(format!("{error:#}")),
+    }
+}

@@ -1,0 +1,393 @@
+//! PiCloud's sandbox: it compiles uploaded WebAssembly and runs one invocation at a time
+//! inside a fresh wasmtime `Store` with fuel, wall-clock and memory limits.
+//!
+//! Scope: artifact classification, the compiled-code caches (memory and disk), and
+//! `invoke`. It knows nothing of HTTP routing, SQL or tenants' data: the embedder passes
+//! an [`Sdk`] value that serves the guest's SDK calls, and gets an [`Outcome`] back.
+//!
+//! Lifecycle: build one [`Runtime`] per process ([`Runtime::new`] starts the epoch
+//! ticker), [`Runtime::compile`] each deployed artifact once (cached by sha256), then
+//! [`Runtime::invoke`] per request.
+
+#![warn(missing_docs)]
+
+mod bindings;
+mod error;
+mod invoke;
+mod limits;
+mod sdk;
+
+pub use bindings::picloud::sdk::types::Error as GuestError;
+pub use bindings::picloud::sdk::types::{Request, Response};
+pub use bindings::picloud::sdk::{
+    dead_letters, docs, email, files, http, kv, pubsub, secrets, users,
+};
+pub use error::{CompileError, RunError};
+pub use invoke::{Invocation, LogLine, MAX_LOG_LINES, Outcome, State};
+pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
+pub use sdk::{Sdk, Unavailable};
+
+use bindings::FunctionPre;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// The export every PiCloud component must have.
+pub const HANDLER_EXPORT: &str = "picloud:sdk/handler@0.1.0";
+/// How often the epoch ticker advances; wall-clock limits are checked at this grain.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Guest wasm stack: deep enough for real programs, small enough that unbounded
+/// recursion ends quickly with a stack-overflow trap.
+const MAX_WASM_STACK: usize = 1024 * 1024;
+
+/// How the engine is set up. The defaults suit one server process.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where compiled code is cached on disk; `None` keeps it in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Largest memory any one instance may be allowed (the largest per-app memory limit).
+    /// The pooling allocator reserves address space per slot of this size.
+    pub max_memory_bytes: u64,
+    /// How many instances may be alive at once (pool slots). Admission control keeps
+    /// concurrent invocations below this.
+    pub max_instances: u32,
+    /// Grain of the wall-clock limit.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_memory_bytes: 1 << 30,
+            max_instances: 256,
+            epoch_tick: DEFAULT_EPOCH_TICK,
+        }
+    }
+}
+
+/// What kind of deployable an artifact is (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// A component of the `picloud:sdk/function` world.
+    Component,
+}
+
+impl Kind {
+    /// The name used in the API and the CLI.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Component => "component",
+        }
+    }
+}
+
+/// A compiled, linked artifact, ready to instantiate. Cheap to clone.
+pub struct Compiled<S: 'static> {
+    sha256: String,
+    kind: Kind,
+    pre: FunctionPre<State<S>>,
+}
+
+impl<S> Clone for Compiled<S> {
+    fn clone(&self) -> Self {
+        Self {
+            sha256: self.sha256.clone(),
+            kind: self.kind,
+            pre: self.pre.clone(),
+        }
+    }
+}
+
+impl<S> Compiled<S> {
+    /// Hex sha256 of the artifact bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    /// What kind of deployable this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
+/// Counters of the compile caches, to show that a restart does not recompile.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Artifacts compiled by cranelift.
+    pub compiled: u64,
+    /// Artifacts loaded from the on-disk cache.
+    pub disk_hits: u64,
+    /// Artifacts found already linked in memory.
+    pub memory_hits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiled: AtomicU64,
+    disk_hits: AtomicU64,
+    memory_hits: AtomicU64,
+}
+
+/// The process's wasmtime engine, linker and compile caches.
+pub struct Runtime<S: Sdk> {
+    engine: Engine,
+    linker: Linker<State<S>>,
+    cache_dir: Option<PathBuf>,
+    compat: String,
+    linked: Mutex<HashMap<String, Compiled<S>>>,
+    counters: Counters,
+    epoch_tick: Duration,
+}
+
+/// What an SDK host call returns: the outer error traps the guest (host bug or limit
+/// breach), the inner one is the guest-visible WIT `error`.
+pub type Answer<T> = wasmtime::Result<Result<T, GuestError>>;
+
+/// Hex sha256 of `bytes`, the identity of an artifact.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A human-readable form of a guest-visible SDK error.
+pub fn describe_error(error: &GuestError) -> String {
+    match error {
+        GuestError::NotFound => "not found".into(),
+        GuestError::Invalid(m) => format!("invalid: {m}"),
+        GuestError::Denied(m) => format!("denied: {m}"),
+        GuestError::Limit(m) => format!("limit: {m}"),
+        GuestError::Unavailable(m) => format!("unavailable: {m}"),
+        GuestError::Internal(m) => format!("internal: {m}"),
+    }
+}
+
+impl<S: Sdk> Runtime<S> {
+    /// Builds the engine (component model, fuel, epochs, pooling allocator) and the
+    /// linker with WASI and the whole SDK, and starts the epoch ticker thread, which
+    /// ends when the runtime is dropped.
+    pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(config.max_instances)
+            .total_core_instances(config.max_instances * 8)
+            .total_memories(config.max_instances * 2)
+            .total_tables(config.max_instances * 8)
+            .total_stacks(config.max_instances)
+            .max_memories_per_component(4)
+            .max_memory_size(config.max_memory_bytes as usize);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .memory_init_cow(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        link_sdk(&mut linker).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compat = format!("{:016x}", hasher.finish());
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)?;
+        }
+        spawn_epoch_ticker(&engine, config.epoch_tick);
+        Ok(Self {
+            engine,
+            linker,
+            cache_dir: config.cache_dir.clone(),
+            compat,
+            linked: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+            epoch_tick: config.epoch_tick,
+        })
+    }
+
+    /// Validates, classifies and compiles `bytes`, or returns the cached result for the
+    /// same sha256. Compiled code is written to the disk cache so that a restarted
+    /// process loads it instead of compiling again.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled<S>, CompileError> {
+        let sha256 = sha256_hex(bytes);
+        if let Some(hit) = self
+            .linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&sha256)
+        {
+            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.clone());
+        }
+        classify_bytes(bytes)?;
+        let component = match self.load_cached(&sha256) {
+            Some(component) => component,
+            None => self.compile_fresh(&sha256, bytes)?,
+        };
+        let compiled = self.link(sha256.clone(), &component)?;
+        self.linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha256, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Drops the in-memory linked copy of an artifact (the disk cache stays).
+    pub fn evict(&self, sha256: &str) {
+        self.linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(sha256);
+    }
+
+    /// The compile-cache counters since this runtime was built.
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.counters.compiled.load(Ordering::Relaxed),
+            disk_hits: self.counters.disk_hits.load(Ordering::Relaxed),
+            memory_hits: self.counters.memory_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        self.cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}-{}.cwasm", self.compat)))
+    }
+
+    fn load_cached(&self, sha256: &str) -> Option<Component> {
+        let path = self.cache_path(sha256)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the cache directory belongs to this server and files in it are only
+        // ever written by `compile_fresh` below from `Component::serialize` output of an
+        // engine with the same compatibility hash (part of the file name); wasmtime
+        // additionally checks the header and compatibility on load.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize_file(&self.engine, &path) };
+        match loaded {
+            Ok(component) => {
+                self.counters.disk_hits.fetch_add(1, Ordering::Relaxed);
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable compile-cache entry");
+                None
+            }
+        }
+    }
+
+    fn compile_fresh(&self, sha256: &str, bytes: &[u8]) -> Result<Component, CompileError> {
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        if let Some(path) = self.cache_path(sha256) {
+            if let Err(e) = write_atomically(&path, &component) {
+                tracing::warn!(path = %path.display(), error = %e, "could not write compile-cache entry");
+            }
+        }
+        Ok(component)
+    }
+
+    fn link(&self, sha256: String, component: &Component) -> Result<Compiled<S>, CompileError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        if !exports.iter().any(|e| e == HANDLER_EXPORT) {
+            let found = if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            };
+            return Err(CompileError::Unsupported(format!(
+                "a component that does not export `{HANDLER_EXPORT}` (it exports {found}); build it for the `picloud:sdk/function` world"
+            )));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let pre = FunctionPre::new(pre).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        Ok(Compiled {
+            sha256,
+            kind: Kind::Component,
+            pre,
+        })
+    }
+}
+
+fn write_atomically(path: &std::path::Path, component: &Component) -> anyhow::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Refuses anything that is not a component, naming what it is.
+fn classify_bytes(bytes: &[u8]) -> Result<(), CompileError> {
+    if bytes.is_empty() {
+        return Err(CompileError::NotWasm("the file is empty".into()));
+    }
+    if wasmtime::wasmparser::Parser::is_component(bytes) {
+        return Ok(());
+    }
+    if wasmtime::wasmparser::Parser::is_core_wasm(bytes) {
+        return Err(CompileError::Unsupported(
+            "a core WebAssembly module, not a component; build for wasm32-wasip2 (or run `wasm-tools component new`) targeting the `picloud:sdk/function` world".into(),
+        ));
+    }
+    let head: String = bytes
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Err(CompileError::NotWasm(format!(
+        "it does not start with the wasm magic bytes (starts with {head})"
+    )))
+}
+
+fn link_sdk<S: Sdk>(linker: &mut Linker<State<S>>) -> wasmtime::Result<()> {
+    use bindings::picloud::sdk::log;
+    struct Logs;
+    impl wasmtime::component::HasData for Logs {
+        type Data<'a> = &'a mut invoke::LogSink;
+    }
+    log::add_to_linker::<State<S>, Logs>(linker, |s| &mut s.logs)?;
+
+    let mut runtime = linker.instance("picloud:sdk/runtime@0.1.0")?;
+    runtime.func_wrap("info", |store, (): ()| Ok((store.data().info(),)))?;
+    runtime.func_wrap("remaining-fuel", |store, (): ()| Ok((store.get_fuel()?,)))?;
+    runtime.func_wrap("now", |_store, (): ()| Ok((invoke::now_ms(),)))?;
+    sdk::add_to_linker(linker)
+}
+
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("picloud-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        })
+        .expect("spawning the epoch ticker thread");
+}
+
+/// Shared handle to a runtime.
+pub type SharedRuntime<S> = Arc<Runtime<S>>;
