@@ -357,8 +357,10 @@ impl<S: Sdk> Runtime<S> {
     }
 
     fn deadline_ticks(&self, timeout: Duration) -> u64 {
+        // The ticker is not aligned with this invocation's start, so the first tick
+        // can come at once: one extra tick keeps the deadline from firing early.
         let tick = self.epoch_tick.as_micros().max(1);
-        (timeout.as_micros().div_ceil(tick) as u64).max(1)
+        timeout.as_micros().div_ceil(tick) as u64 + 1
     }
 }
 

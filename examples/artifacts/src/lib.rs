@@ -1,4 +1,59 @@
-//! Paths of the example guests, built for wasm32-wasip2 by this crate's `build.rs`.
-//! Tests and benches use them to run real components.
+//! Guests for tests and benches: paths of the example components (built for
+//! wasm32-wasip2 by this crate's `build.rs`), and [`component_from_wat`], which turns a
+//! core module written inline in WAT into a `picloud:sdk/function` component — the way
+//! tests write hostile guests (infinite loops, memory bombs, deep recursion).
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+use wit_component::{ComponentEncoder, StringEncoding, embed_component_metadata};
+use wit_parser::Resolve;
+
+/// The import/export names a core module uses to implement the function world.
+pub const HANDLE_EXPORT: &str = "picloud:sdk/handler@0.1.0#handle";
+
+/// The flat core signature of `handle`: the request record is 15 i32s, the result is a
+/// pointer to the `result<response, error>` in linear memory.
+pub const HANDLE_SIGNATURE: &str =
+    "(param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)";
+
+/// Wraps a core module (WAT text) into a component of the `picloud:sdk/function` world.
+///
+/// The module must export `memory`, `cabi_realloc` and `handle` under
+/// [`HANDLE_EXPORT`] with [`HANDLE_SIGNATURE`]; it may import SDK functions by their
+/// canonical names, e.g. `(import "picloud:sdk/runtime@0.1.0" "now" (func (result i64)))`.
+pub fn component_from_wat(core_wat: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(core_wat).expect("the test's WAT parses");
+    let mut resolve = Resolve::default();
+    let wit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
+    let (package, _) = resolve.push_dir(&wit).expect("the WIT package parses");
+    let world = resolve
+        .select_world(&[package], Some("function"))
+        .expect("the function world exists");
+    embed_component_metadata(&mut module, &resolve, world, StringEncoding::UTF8)
+        .expect("metadata embeds");
+    ComponentEncoder::default()
+        .module(&module)
+        .expect("the module fits the world")
+        .validate(true)
+        .encode()
+        .expect("the component encodes")
+}
+
+/// A core module whose `handle` runs `body` (WAT instructions), with a memory and a
+/// bump `cabi_realloc`; `imports` are extra import declarations.
+pub fn hostile_guest(imports: &str, body: &str) -> Vec<u8> {
+    component_from_wat(&format!(
+        r#"(module
+            {imports}
+            (memory (export "memory") 1)
+            (global $heap (mut i32) (i32.const 1024))
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+                (local $at i32)
+                (local.set $at (global.get $heap))
+                (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+                (local.get $at))
+            (func $handle (export "{HANDLE_EXPORT}") {HANDLE_SIGNATURE}
+                {body})
+        )"#
+    ))
+}

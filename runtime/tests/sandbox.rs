@@ -1,0 +1,264 @@
+//! The sandbox against real guests: the example components and hostile guests written
+//! inline in WAT. Every limit ends the invocation with its typed error, and the runtime
+//! keeps serving afterwards.
+
+use picloud_example_artifacts::{HELLO, KV_COUNTER, hostile_guest};
+use picloud_runtime::{
+    CompileError, Invocation, Limits, Request, RunError, Runtime, RuntimeConfig, Unavailable,
+};
+
+fn runtime() -> Runtime<Unavailable> {
+    Runtime::new(&RuntimeConfig::default()).expect("runtime builds")
+}
+
+fn get(path: &str, query: &str) -> Request {
+    Request {
+        method: "GET".into(),
+        path: path.into(),
+        query: query.into(),
+        headers: vec![],
+        params: vec![],
+        body: vec![],
+        event: None,
+    }
+}
+
+fn invocation() -> Invocation {
+    Invocation {
+        app: "test".into(),
+        function: "f".into(),
+        version: 1,
+        invocation_id: "inv-1".into(),
+        trigger: "http".into(),
+        event: None,
+    }
+}
+
+async fn call(rt: &Runtime<Unavailable>, bytes: &[u8], limits: Limits) -> picloud_runtime::Outcome {
+    let compiled = rt.compile(bytes).expect("compiles");
+    rt.invoke(&compiled, invocation(), get("/", ""), limits, Unavailable)
+        .await
+}
+
+fn hello_bytes() -> Vec<u8> {
+    std::fs::read(HELLO).expect("example-hello is built")
+}
+
+#[tokio::test]
+async fn hello_answers_with_the_name_from_the_query() {
+    let rt = runtime();
+    let compiled = rt.compile(&hello_bytes()).unwrap();
+    let outcome = rt
+        .invoke(
+            &compiled,
+            invocation(),
+            get("/", "name=Ada%20L"),
+            Limits::default(),
+            Unavailable,
+        )
+        .await;
+    let response = outcome.result.expect("hello succeeds");
+    assert_eq!(response.status, 200);
+    assert_eq!(String::from_utf8(response.body).unwrap(), "Hello, Ada L!");
+    assert!(outcome.fuel_used > 0 && outcome.fuel_used < Limits::default().fuel);
+    assert!(outcome.peak_memory > 0);
+
+    let outcome = rt
+        .invoke(
+            &compiled,
+            invocation(),
+            get("/", ""),
+            Limits::default(),
+            Unavailable,
+        )
+        .await;
+    assert_eq!(outcome.result.unwrap().body, b"Hello, world!");
+}
+
+#[tokio::test]
+async fn an_interface_the_host_does_not_offer_answers_unavailable_to_the_guest() {
+    let rt = runtime();
+    let outcome = call(&rt, &std::fs::read(KV_COUNTER).unwrap(), Limits::default()).await;
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        RunError::Failed(
+            "the function returned an error: unavailable: kv is not available yet".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_infinite_loop_is_stopped_by_fuel() {
+    let rt = runtime();
+    let limits = Limits {
+        fuel: 50_000_000,
+        ..Limits::default()
+    };
+    let outcome = call(
+        &rt,
+        &hostile_guest("", "(loop $spin (br $spin)) unreachable"),
+        limits,
+    )
+    .await;
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        RunError::FuelExhausted { budget: 50_000_000 }
+    );
+    assert_eq!(outcome.fuel_used, 50_000_000);
+}
+
+#[tokio::test]
+async fn a_loop_of_cheap_host_calls_is_stopped_by_the_wall_clock() {
+    let rt = runtime();
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout_ms: 200,
+        ..Limits::default()
+    };
+    let guest = hostile_guest(
+        r#"(import "picloud:sdk/runtime@0.1.0" "now" (func $now (result i64)))"#,
+        "(loop $spin (drop (call $now)) (br $spin)) unreachable",
+    );
+    let outcome = call(&rt, &guest, limits).await;
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        RunError::Timeout { limit_ms: 200 }
+    );
+    assert!(
+        outcome.wall_time.as_millis() >= 200,
+        "{:?}",
+        outcome.wall_time
+    );
+}
+
+#[tokio::test]
+async fn growing_memory_past_the_limit_is_memory_exhausted() {
+    let rt = runtime();
+    // 16384 pages of 64 KiB = 1 GiB.
+    let outcome = call(
+        &rt,
+        &hostile_guest("", "(drop (memory.grow (i32.const 16384))) (i32.const 0)"),
+        Limits::default(),
+    )
+    .await;
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        RunError::MemoryExhausted {
+            limit_bytes: Limits::default().memory_bytes
+        }
+    );
+}
+
+#[tokio::test]
+async fn unbounded_recursion_and_unreachable_are_function_failures() {
+    let rt = runtime();
+    let recursion = hostile_guest(
+        "",
+        "(call $handle (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))",
+    );
+    let outcome = call(&rt, &recursion, Limits::default()).await;
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        RunError::Failed("the function overflowed its stack".into())
+    );
+
+    let outcome = call(&rt, &hostile_guest("", "unreachable"), Limits::default()).await;
+    let RunError::Failed(message) = outcome.result.unwrap_err() else {
+        panic!("not a failure")
+    };
+    assert!(message.contains("unreachable"), "{message}");
+}
+
+#[tokio::test]
+async fn the_runtime_keeps_serving_after_every_kind_of_limit_breach() {
+    let rt = runtime();
+    let hostile = [
+        hostile_guest("", "(loop $spin (br $spin)) unreachable"),
+        hostile_guest("", "(drop (memory.grow (i32.const 16384))) (i32.const 0)"),
+        hostile_guest("", "unreachable"),
+    ];
+    let hello = rt.compile(&hello_bytes()).unwrap();
+    for guest in &hostile {
+        let outcome = call(
+            &rt,
+            guest,
+            Limits {
+                fuel: 10_000_000,
+                ..Limits::default()
+            },
+        )
+        .await;
+        assert!(outcome.result.is_err());
+        let next = rt
+            .invoke(
+                &hello,
+                invocation(),
+                get("/", "name=again"),
+                Limits::default(),
+                Unavailable,
+            )
+            .await;
+        assert_eq!(next.result.unwrap().body, b"Hello, again!");
+    }
+}
+
+#[test]
+fn what_is_not_a_component_is_refused_naming_what_it_is() {
+    let rt = runtime();
+    let empty = rt.compile(b"").err().unwrap();
+    assert!(
+        matches!(&empty, CompileError::NotWasm(m) if m.contains("empty")),
+        "{empty}"
+    );
+
+    let random = rt.compile(b"\x7fELF\x02\x01\x01\x00garbage").err().unwrap();
+    assert!(
+        matches!(&random, CompileError::NotWasm(m) if m.contains("7f 45 4c 46")),
+        "{random}"
+    );
+
+    let core = rt
+        .compile(&wat::parse_str("(module)").unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&core, CompileError::Unsupported(m) if m.contains("core WebAssembly module")),
+        "{core}"
+    );
+
+    let other_world = rt
+        .compile(&wat::parse_str("(component)").unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&other_world, CompileError::Unsupported(m) if m.contains("exports nothing")),
+        "{other_world}"
+    );
+
+    let truncated = hello_bytes();
+    let broken = rt.compile(&truncated[..truncated.len() / 2]).err().unwrap();
+    assert!(matches!(broken, CompileError::Invalid(_)), "{broken}");
+}
+
+#[test]
+fn a_second_runtime_on_the_same_cache_dir_loads_compiled_code_instead_of_compiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.path().to_owned()),
+        ..RuntimeConfig::default()
+    };
+    let first: Runtime<Unavailable> = Runtime::new(&config).unwrap();
+    first.compile(&hello_bytes()).unwrap();
+    first.compile(&hello_bytes()).unwrap();
+    let stats = first.cache_stats();
+    assert_eq!(
+        (stats.compiled, stats.disk_hits, stats.memory_hits),
+        (1, 0, 1)
+    );
+    drop(first);
+
+    let second: Runtime<Unavailable> = Runtime::new(&config).unwrap();
+    second.compile(&hello_bytes()).unwrap();
+    let stats = second.cache_stats();
+    assert_eq!((stats.compiled, stats.disk_hits), (0, 1));
+}
