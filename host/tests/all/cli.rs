@@ -1,0 +1,1 @@
+//! The real `picloud` binary against a real server.

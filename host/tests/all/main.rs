@@ -1,0 +1,6 @@
+//! PiCloud host tests: storage on both backends, the real server over HTTP, the real CLI.
+
+mod cli;
+mod server;
+mod storage;
+mod support;

@@ -1,0 +1,252 @@
+//! Test harness: throwaway databases on both backends and a real server on a free port.
+
+use picloud::server::{ServeArgs, Server};
+use picloud::storage::Db;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+/// PostgreSQL server used by the tests; a fresh database is created per test.
+pub fn postgres_base_url() -> String {
+    std::env::var("PICLOUD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database that exists for one test: a SQLite file in a temp dir, or a fresh
+/// PostgreSQL database dropped when this is dropped.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: TempDir,
+}
+
+impl TestDb {
+    /// A fresh database, or `None` (with a loud message) when PostgreSQL is not reachable
+    /// outside CI. In CI (`CI` set) an unreachable PostgreSQL fails the test.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => Some(Self {
+                url: format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
+                pg_name: None,
+                _dir: dir,
+            }),
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let base = postgres_base_url();
+                let mut admin = match sqlx::PgConnection::connect(&base).await {
+                    Ok(c) => c,
+                    Err(e) if std::env::var_os("CI").is_none() => {
+                        eprintln!(
+                            "!!! SKIPPING a PostgreSQL test: cannot connect to {base}: {e} (CI fails here instead)"
+                        );
+                        return None;
+                    }
+                    Err(e) => panic!("PostgreSQL at {base} is required in CI: {e}"),
+                };
+                let name = format!("picloud_t_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let url = match base.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{name}"),
+                    None => panic!("{base} has no database part"),
+                };
+                Some(Self {
+                    url,
+                    pg_name: Some(name),
+                    _dir: dir,
+                })
+            }
+        }
+    }
+
+    pub async fn open(&self) -> Db {
+        Db::open(&self.url)
+            .await
+            .expect("database opens and migrates")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
+        let base = postgres_base_url();
+        // Dropped outside any async context: a small runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&base).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running server on a free loopback port.
+pub struct TestServer {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path, database_url: Option<String>) -> Self {
+        Self::start_with(ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database_url,
+            admin_token: Some(TOKEN.into()),
+            ..ServeArgs::with_data_dir(data_dir.to_owned())
+        })
+        .await
+    }
+
+    pub async fn start_with(args: ServeArgs) -> Self {
+        let server = Server::start(&args).await.expect("server starts");
+        let url = format!("http://{}", server.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .serve(async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("server runs");
+        });
+        Self {
+            url,
+            data_dir: args.data_dir,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}/api/v1{path}", self.url))
+            .bearer_auth(TOKEN)
+    }
+
+    /// An admin API call that must succeed; its JSON answer.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.api(method.clone(), path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "{method} {path} answered {status}: {text}"
+        );
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    pub async fn create_app(&self, name: &str) {
+        self.admin(
+            reqwest::Method::POST,
+            "/apps",
+            Some(serde_json::json!({ "name": name })),
+        )
+        .await;
+    }
+
+    /// Deploys `bytes` as `app/function` and binds `route` ("GET /p") to it.
+    pub async fn deploy(
+        &self,
+        app: &str,
+        function: &str,
+        bytes: Vec<u8>,
+        route: Option<&str>,
+    ) -> Value {
+        let response = self
+            .api(
+                reqwest::Method::POST,
+                &format!("/apps/{app}/functions/{function}/versions"),
+            )
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 201, "deploy answered {body}");
+        if let Some(route) = route {
+            let (method, path) = route.split_once(' ').unwrap();
+            self.admin(
+                reqwest::Method::POST,
+                &format!("/apps/{app}/routes"),
+                Some(serde_json::json!({ "method": method, "path": path, "function": function })),
+            )
+            .await;
+        }
+        body
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn hello() -> Vec<u8> {
+    std::fs::read(picloud_example_artifacts::HELLO).unwrap()
+}
+
+pub fn kv_counter() -> Vec<u8> {
+    std::fs::read(picloud_example_artifacts::KV_COUNTER).unwrap()
+}
+
+/// Asserts an error answer: status and the stable code of SPEC §3.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        response.status().as_u16(),
+        status,
+        "status of {}",
+        response.url()
+    );
+    let body: Value = response.json().await.expect("error answers are JSON");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
