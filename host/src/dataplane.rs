@@ -28,6 +28,7 @@ pub const INVOCATION_ID_HEADER: &str = "x-picloud-invocation-id";
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/fn/{app}", any(by_path_root))
+        .route("/fn/{app}/", any(by_path_root))
         .route("/fn/{app}/{*path}", any(by_path))
 }
 

@@ -49,8 +49,11 @@ pub fn hostile_guest(imports: &str, body: &str) -> Vec<u8> {
             (global $heap (mut i32) (i32.const 1024))
             (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
                 (local $at i32)
-                (local.set $at (global.get $heap))
-                (global.set $heap (i32.add (global.get $heap) (local.get 3)))
+                ;; align up: (heap + align - 1) & -align
+                (local.set $at (i32.and
+                    (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                    (i32.sub (i32.const 0) (local.get 2))))
+                (global.set $heap (i32.add (local.get $at) (local.get 3)))
                 (local.get $at))
             (func $handle (export "{HANDLE_EXPORT}") {HANDLE_SIGNATURE}
                 {body})

@@ -3,7 +3,7 @@
 use picloud::server::{ServeArgs, Server};
 use picloud::storage::Db;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tempfile::TempDir;
 
 /// PostgreSQL server used by the tests; a fresh database is created per test.
@@ -105,7 +105,6 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 /// A running server on a free loopback port.
 pub struct TestServer {
     pub url: String,
-    pub data_dir: PathBuf,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -136,7 +135,6 @@ impl TestServer {
         });
         Self {
             url,
-            data_dir: args.data_dir,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
@@ -234,19 +232,11 @@ pub fn kv_counter() -> Vec<u8> {
 
 /// Asserts an error answer: status and the stable code of SPEC §3.
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(
-        response.status().as_u16(),
-        status,
-        "status of {}",
-        response.url()
-    );
+    let (actual, url) = (response.status().as_u16(), response.url().clone());
     let body: Value = response.json().await.expect("error answers are JSON");
+    assert_eq!(actual, status, "status of {url}: {body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{body}"
-    );
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{body}");
     body
 }
