@@ -310,7 +310,7 @@ async fn deploy(
         crate::routing::parse_route_spec(route).map_err(|e| anyhow!(e))?;
     }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    if !as_json {
+    if !as_json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!(
             "uploading {} ({} bytes) and compiling…",
             file.display(),

@@ -1,1 +1,211 @@
-//! The real `picloud` binary against a real server.
+//! The real `picloud` binary against a real server: the README tour, and one-line errors.
+
+use crate::support::{TOKEN, TestServer, hello};
+use std::process::Output;
+
+/// Runs the CLI (off the async runtime, so the in-process server keeps serving).
+async fn picloud(url: &str, token: Option<&str>, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"));
+    command
+        .args(args)
+        .env("PICLOUD_URL", url)
+        .env_remove("PICLOUD_TOKEN")
+        .current_dir(std::env::temp_dir());
+    if let Some(token) = token {
+        command.env("PICLOUD_TOKEN", token);
+    }
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn failure(output: &Output) -> String {
+    assert!(
+        !output.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "one-line error: {stderr}");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tour_deploy_call_and_read_logs_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let url = server.url.as_str();
+
+    assert_eq!(
+        stdout(&picloud(url, Some(TOKEN), &["apps", "create", "shop"]).await).trim(),
+        "created app shop"
+    );
+    assert_eq!(
+        stdout(&picloud(url, Some(TOKEN), &["apps", "list"]).await).trim(),
+        "shop"
+    );
+
+    let deployed = stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &[
+                "deploy",
+                picloud_example_artifacts::HELLO,
+                "--app",
+                "shop",
+                "--route",
+                "GET /hello",
+            ],
+        )
+        .await,
+    );
+    let sha = picloud_runtime::sha256_hex(&hello());
+    assert!(
+        deployed.starts_with(&format!(
+            "deployed shop/example-hello version 1 (component, sha256 {sha}, "
+        )),
+        "{deployed}"
+    );
+    assert!(
+        deployed.contains(&format!("GET {url}/fn/shop/hello")),
+        "{deployed}"
+    );
+
+    let greeting = server
+        .get("/fn/shop/hello?name=CLI")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(greeting, "Hello, CLI!");
+    assert_eq!(
+        stdout(&picloud(url, Some(TOKEN), &["invoke", "shop/example-hello"]).await),
+        "Hello, world!\n"
+    );
+
+    let logs = stdout(&picloud(url, Some(TOKEN), &["logs", "shop"]).await);
+    assert_eq!(logs.lines().count(), 2, "{logs}");
+    assert!(
+        logs.lines().all(|l| l.contains("example-hello v1  200")),
+        "{logs}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &["logs", "shop", "--json", "--limit", "1"],
+        )
+        .await,
+    ))
+    .unwrap();
+    assert_eq!(json[0]["trigger"], "invoke");
+
+    let deployed: serde_json::Value = serde_json::from_str(&stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &[
+                "deploy",
+                picloud_example_artifacts::HELLO,
+                "--app",
+                "shop",
+                "--name",
+                "hi",
+                "--json",
+            ],
+        )
+        .await,
+    ))
+    .unwrap();
+    assert_eq!(deployed["deployed"]["version"], 1);
+    assert_eq!(deployed["deployed"]["sha256"], sha.as_str());
+
+    assert_eq!(
+        stdout(&picloud(url, Some(TOKEN), &["apps", "delete", "shop"]).await).trim(),
+        "deleted app shop"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let url = server.url.as_str();
+
+    let unreachable = failure(&picloud("http://127.0.0.1:9", Some(TOKEN), &["apps", "list"]).await);
+    assert!(
+        unreachable.contains("cannot reach PiCloud at http://127.0.0.1:9"),
+        "{unreachable}"
+    );
+
+    let bad_token = failure(&picloud(url, Some("not-the-token"), &["apps", "list"]).await);
+    assert!(bad_token.contains("refused the token"), "{bad_token}");
+
+    let unknown_app = failure(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &["deploy", picloud_example_artifacts::HELLO, "--app", "ghost"],
+        )
+        .await,
+    );
+    assert!(
+        unknown_app.contains("no app called \"ghost\""),
+        "{unknown_app}"
+    );
+
+    picloud(url, Some(TOKEN), &["apps", "create", "shop"]).await;
+    let not_wasm = dir.path().join("notes.txt");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    let refused = failure(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &["deploy", not_wasm.to_str().unwrap(), "--app", "shop"],
+        )
+        .await,
+    );
+    assert!(refused.contains("not a WebAssembly file"), "{refused}");
+
+    let missing = failure(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &["deploy", "/no/such/file.wasm", "--app", "shop"],
+        )
+        .await,
+    );
+    assert!(
+        missing.contains("cannot read /no/such/file.wasm"),
+        "{missing}"
+    );
+
+    let bad_route = failure(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &[
+                "deploy",
+                picloud_example_artifacts::HELLO,
+                "--app",
+                "shop",
+                "--route",
+                "GET nope",
+            ],
+        )
+        .await,
+    );
+    assert!(bad_route.contains("must start with '/'"), "{bad_route}");
+    server.stop().await;
+}
