@@ -380,17 +380,22 @@ async fn invoke(client: &Client, target: &str, data: Option<String>) -> anyhow::
     if status == StatusCode::UNAUTHORIZED {
         bail!("{}", unauthorized_message());
     }
-    if !status.is_success() {
-        if let Ok(value) = serde_json::from_slice::<Value>(&bytes) {
-            if let Some(error) = value.get("error") {
-                bail!(
-                    "{} ({}, invocation {})",
-                    error["message"].as_str().unwrap_or("failed"),
-                    error["code"].as_str().unwrap_or("?"),
-                    error["invocation_id"].as_str().unwrap_or("-")
-                );
-            }
-        }
+    let platform_error = (!status.is_success())
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten()
+        .and_then(|value| {
+            value
+                .get("error")
+                .filter(|e| e["code"].is_string())
+                .cloned()
+        });
+    if let Some(error) = platform_error {
+        bail!(
+            "{} ({}, invocation {})",
+            error["message"].as_str().unwrap_or("failed"),
+            error["code"].as_str().unwrap_or("?"),
+            error["invocation_id"].as_str().unwrap_or("-")
+        );
     }
     use std::io::Write;
     std::io::stdout().write_all(&bytes)?;

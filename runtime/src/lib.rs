@@ -289,10 +289,10 @@ impl<S: Sdk> Runtime<S> {
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(path) = self.cache_path(sha256) {
-            if let Err(e) = write_atomically(&path, &component) {
-                tracing::warn!(path = %path.display(), error = %e, "could not write compile-cache entry");
-            }
+        if let Some(path) = self.cache_path(sha256)
+            && let Err(e) = write_atomically(&path, &component)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not write compile-cache entry");
         }
         Ok(component)
     }

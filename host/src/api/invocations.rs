@@ -18,12 +18,14 @@ async fn list(
     Path(app): Path<String>,
     Query(filter): Query<InvocationFilter>,
 ) -> ApiResult<Json<Vec<InvocationRecord>>> {
-    if let Some(status) = &filter.status {
-        if status != "ok" && status != "error" {
-            return Err(ApiError::bad_request(format!(
-                "status must be 'ok' or 'error', not {status:?}"
-            )));
-        }
+    if let Some(status) = filter
+        .status
+        .as_deref()
+        .filter(|s| !["ok", "error"].contains(s))
+    {
+        return Err(ApiError::bad_request(format!(
+            "status must be 'ok' or 'error', not {status:?}"
+        )));
     }
     let app = existing_app(&state, &app).await?;
     state.recorder.flush().await;
