@@ -46,6 +46,8 @@ pub struct Invoker {
     apps: Mutex<HashMap<String, Arc<AppEntry>>>,
     functions: Mutex<HashMap<(String, String), FunctionSlot>>,
     concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// One permit per instance slot of the runtime's pool: past it the host is full.
+    capacity: Semaphore,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -63,13 +65,14 @@ impl Invoker {
     ) -> Self {
         Self {
             db,
-            runtime,
             defaults,
             recorder,
             max_concurrency,
             apps: Mutex::default(),
             functions: Mutex::default(),
             concurrency: Mutex::default(),
+            capacity: Semaphore::new(runtime.max_instances() as usize),
+            runtime,
         }
     }
 
@@ -166,6 +169,14 @@ impl Invoker {
                 "app {} already runs {} invocations",
                 app.name, self.max_concurrency
             ));
+            return (
+                invocation_id.clone(),
+                Err(error.with_invocation(&invocation_id)),
+            );
+        };
+        let Ok(_slot) = self.capacity.try_acquire() else {
+            let error =
+                ApiError::unavailable("the server runs as many invocations as it can; retry");
             return (
                 invocation_id.clone(),
                 Err(error.with_invocation(&invocation_id)),

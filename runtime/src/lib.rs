@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -144,6 +144,7 @@ pub struct Runtime<S: Sdk> {
     linked: Mutex<HashMap<String, Compiled<S>>>,
     counters: Counters,
     epoch_tick: Duration,
+    max_instances: u32,
 }
 
 /// What an SDK host call returns: the outer error traps the guest (host bug or limit
@@ -209,6 +210,7 @@ impl<S: Sdk> Runtime<S> {
             linked: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             epoch_tick: config.epoch_tick,
+            max_instances: config.max_instances,
         })
     }
 
@@ -245,6 +247,11 @@ impl<S: Sdk> Runtime<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(sha256);
+    }
+
+    /// How many instances can be alive at once (the pool's slots).
+    pub fn max_instances(&self) -> u32 {
+        self.max_instances
     }
 
     /// The compile-cache counters since this runtime was built.
@@ -388,6 +395,3 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
         })
         .expect("spawning the epoch ticker thread");
 }
-
-/// Shared handle to a runtime.
-pub type SharedRuntime<S> = Arc<Runtime<S>>;
