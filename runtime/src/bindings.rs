@@ -10,3 +10,14 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
 });
+
+/// The `picloud:sdk/rhai-shim` world: the function world plus the `rhai-script` import
+/// the Rhai shim uses to read its script and modules.
+pub mod shim {
+    wasmtime::component::bindgen!({
+        world: "picloud:sdk/rhai-shim",
+        path: "../wit",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}

@@ -185,6 +185,26 @@ impl wit_log::Host for LogSink {
     }
 }
 
+/// A guest's captured stdout and stderr.
+#[derive(Default)]
+pub(crate) struct Output {
+    stdout: CapturedOutput,
+    stderr: CapturedOutput,
+}
+
+impl Output {
+    /// Moves what the guest printed into `logs`: stdout as info, stderr as error lines.
+    pub(crate) fn drain_into(&self, logs: &mut LogSink) {
+        logs.push_output("info", &self.stdout.take());
+        logs.push_output("error", &self.stderr.take());
+    }
+
+    /// What the guest wrote to stderr so far, as text.
+    pub(crate) fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.take()).into_owned()
+    }
+}
+
 /// Tracks linear memory of the instance and refuses growth past the limit.
 #[derive(Debug)]
 struct MemoryLimiter {
@@ -282,44 +302,18 @@ impl<S: Sdk> Runtime<S> {
         sdk: S,
     ) -> Outcome {
         let started = Instant::now();
-        let stdout = CapturedOutput::default();
-        let stderr = CapturedOutput::default();
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let state = State {
-            sdk,
-            logs: LogSink::default(),
-            info: invocation,
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                limit: limits.memory_bytes,
-                total: 0,
-                peak: 0,
-                exceeded: false,
-            },
+        let (mut store, output) = match self.store(sdk, invocation, &limits) {
+            Ok(store) => store,
+            Err(e) => {
+                return Outcome {
+                    result: Err(RunError::Internal(format!("store setup: {e}"))),
+                    fuel_used: 0,
+                    wall_time: started.elapsed(),
+                    peak_memory: 0,
+                    logs: Vec::new(),
+                };
+            }
         };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let setup = store.set_fuel(limits.fuel).and_then(|()| {
-            store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL.min(limits.fuel.max(1))))
-        });
-        if let Err(e) = setup {
-            return Outcome {
-                result: Err(RunError::Internal(format!("store setup: {e}"))),
-                fuel_used: 0,
-                wall_time: started.elapsed(),
-                peak_memory: 0,
-                logs: Vec::new(),
-            };
-        }
-        store.set_epoch_deadline(self.deadline_ticks(limits.timeout()));
-        store.epoch_deadline_trap();
 
         let call = async {
             let instance = function.pre.instantiate_async(&mut store).await?;
@@ -345,8 +339,7 @@ impl<S: Sdk> Runtime<S> {
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.into_data();
         let mut logs = state.logs;
-        logs.push_output("info", &stdout.take());
-        logs.push_output("error", &stderr.take());
+        output.drain_into(&mut logs);
         Outcome {
             result,
             fuel_used,
@@ -354,6 +347,44 @@ impl<S: Sdk> Runtime<S> {
             peak_memory: state.limiter.peak,
             logs: logs.finish(),
         }
+    }
+
+    /// A fresh store for one run: WASI without network, captured stdio, fuel, the
+    /// epoch deadline and the memory limiter.
+    pub(crate) fn store(
+        &self,
+        sdk: S,
+        invocation: Invocation,
+        limits: &Limits,
+    ) -> wasmtime::Result<(Store<State<S>>, Output)> {
+        let output = Output::default();
+        let wasi = WasiCtx::builder()
+            .stdout(output.stdout.clone())
+            .stderr(output.stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let state = State {
+            sdk,
+            logs: LogSink::default(),
+            info: invocation,
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                limit: limits.memory_bytes,
+                total: 0,
+                peak: 0,
+                exceeded: false,
+            },
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(limits.fuel)?;
+        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL.min(limits.fuel.max(1))))?;
+        store.set_epoch_deadline(self.deadline_ticks(limits.timeout()));
+        store.epoch_deadline_trap();
+        Ok((store, output))
     }
 
     fn deadline_ticks(&self, timeout: Duration) -> u64 {

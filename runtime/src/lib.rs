@@ -16,6 +16,7 @@ mod error;
 mod invoke;
 mod limits;
 mod sdk;
+mod snapshot;
 
 pub use bindings::picloud::sdk::types::Error as GuestError;
 pub use bindings::picloud::sdk::types::{Request, Response};
@@ -26,6 +27,7 @@ pub use error::{CompileError, RunError};
 pub use invoke::{Invocation, LogLine, MAX_LOG_LINES, Outcome, State};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
 pub use sdk::{Sdk, Unavailable};
+pub use snapshot::INIT_EXPORT;
 
 use bindings::FunctionPre;
 use sha2::{Digest, Sha256};
@@ -42,6 +44,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub const HANDLER_EXPORT: &str = "picloud:sdk/handler@0.1.0";
 /// How often the epoch ticker advances; wall-clock limits are checked at this grain.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Bytes of each pooled memory kept mapped between instances (see `Runtime::new`): a
+/// Rust guest's stack and early heap live in its first megabytes.
+const KEEP_RESIDENT_BYTES: usize = 4 * 1024 * 1024;
 /// Guest wasm stack: deep enough for real programs, small enough that unbounded
 /// recursion ends quickly with a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1024 * 1024;
@@ -180,7 +185,14 @@ impl<S: Sdk> Runtime<S> {
             .total_tables(config.max_instances * 8)
             .total_stacks(config.max_instances)
             .max_memories_per_component(4)
-            .max_memory_size(config.max_memory_bytes as usize);
+            .max_memory_size(config.max_memory_bytes as usize)
+            // Reset reused slots by rewriting the pages a guest touched (found with
+            // Linux's PAGEMAP_SCAN where available) instead of unmapping them: the next
+            // instance then takes no page faults on them. Contents are reset either way,
+            // so nothing of one instance is visible to the next.
+            .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+            .table_keep_resident(KEEP_RESIDENT_BYTES / 8)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
             .consume_fuel(true)
@@ -228,17 +240,23 @@ impl<S: Sdk> Runtime<S> {
             self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit.clone());
         }
-        classify_bytes(bytes)?;
-        let component = match self.load_cached(&sha256) {
-            Some(component) => component,
-            None => self.compile_fresh(&sha256, bytes)?,
-        };
+        let component = self.component(bytes)?;
         let compiled = self.link(sha256.clone(), &component)?;
         self.linked
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(sha256, compiled.clone());
         Ok(compiled)
+    }
+
+    /// The compiled component for `bytes`: from the disk cache, or compiled (and cached).
+    fn component(&self, bytes: &[u8]) -> Result<Component, CompileError> {
+        classify_bytes(bytes)?;
+        let sha256 = sha256_hex(bytes);
+        match self.load_cached(&sha256) {
+            Some(component) => Ok(component),
+            None => self.compile_fresh(&sha256, bytes),
+        }
     }
 
     /// Drops the in-memory linked copy of an artifact (the disk cache stays).
@@ -297,7 +315,10 @@ impl<S: Sdk> Runtime<S> {
             .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         if let Some(path) = self.cache_path(sha256)
-            && let Err(e) = write_atomically(&path, &component)
+            && let Err(e) = component
+                .serialize()
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .and_then(|bytes| write_atomically(&path, &bytes))
         {
             tracing::warn!(path = %path.display(), error = %e, "could not write compile-cache entry");
         }
@@ -333,12 +354,11 @@ impl<S: Sdk> Runtime<S> {
     }
 }
 
-fn write_atomically(path: &std::path::Path, component: &Component) -> anyhow::Result<()> {
-    let bytes = component
-        .serialize()
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see
+/// a partial file.
+pub(crate) fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, &bytes)?;
+    std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }

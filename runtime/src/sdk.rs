@@ -9,6 +9,7 @@ use crate::bindings::picloud::sdk::types::Error;
 use crate::bindings::picloud::sdk::{
     dead_letters, docs, email, files, http, kv, pubsub, secrets, users,
 };
+use crate::bindings::shim::picloud::sdk::rhai_script;
 use wasmtime::component::{HasData, Linker};
 
 /// The services one invocation can reach, one per WIT interface. An embedder builds a
@@ -32,6 +33,8 @@ pub trait Sdk: Send + 'static {
     type Pubsub: pubsub::Host + Send;
     /// `picloud:sdk/dead-letters`.
     type DeadLetters: dead_letters::Host + Send;
+    /// `picloud:sdk/rhai-script`: the script and modules of a Rhai function.
+    type Script: rhai_script::Host + Send;
 
     /// The kv service of this invocation.
     fn kv(&mut self) -> &mut Self::Kv;
@@ -51,6 +54,8 @@ pub trait Sdk: Send + 'static {
     fn pubsub(&mut self) -> &mut Self::Pubsub;
     /// The dead-letters service of this invocation.
     fn dead_letters(&mut self) -> &mut Self::DeadLetters;
+    /// The script source of this invocation (Rhai functions only).
+    fn script(&mut self) -> &mut Self::Script;
 }
 
 macro_rules! link_services {
@@ -80,6 +85,7 @@ pub(crate) fn add_to_linker<S: Sdk>(
         users => users: Users,
         pubsub => pubsub: Pubsub,
         dead_letters => dead_letters: DeadLetters,
+        rhai_script => script: Script,
     );
     Ok(())
 }
@@ -270,6 +276,16 @@ impl dead_letters::Host for Unavailable {
     }
 }
 
+/// Functions that are not Rhai scripts have no script: asking traps.
+impl rhai_script::Host for Unavailable {
+    async fn main_source(&mut self) -> wasmtime::Result<String> {
+        wasmtime::bail!("this function has no Rhai script")
+    }
+    async fn module_source(&mut self, _: String) -> wasmtime::Result<Option<String>> {
+        wasmtime::bail!("this function has no Rhai script")
+    }
+}
+
 /// An [`Sdk`] that offers no embedder service at all: every call answers `unavailable`.
 /// Useful for guests that only compute, and for tests of the sandbox itself.
 impl Sdk for Unavailable {
@@ -282,6 +298,7 @@ impl Sdk for Unavailable {
     type Users = Unavailable;
     type Pubsub = Unavailable;
     type DeadLetters = Unavailable;
+    type Script = Unavailable;
 
     fn kv(&mut self) -> &mut Unavailable {
         self
@@ -308,6 +325,9 @@ impl Sdk for Unavailable {
         self
     }
     fn dead_letters(&mut self) -> &mut Unavailable {
+        self
+    }
+    fn script(&mut self) -> &mut Unavailable {
         self
     }
 }
