@@ -35,6 +35,7 @@ impl Sdk for HostSdk {
     type Users = Unavailable;
     type Pubsub = Unavailable;
     type DeadLetters = Unavailable;
+    type Script = Unavailable;
 
     fn kv(&mut self) -> &mut kv::KvService {
         &mut self.kv
@@ -61,6 +62,9 @@ impl Sdk for HostSdk {
         &mut self.unavailable
     }
     fn dead_letters(&mut self) -> &mut Unavailable {
+        &mut self.unavailable
+    }
+    fn script(&mut self) -> &mut Unavailable {
         &mut self.unavailable
     }
 }
