@@ -36,9 +36,10 @@ enum Command {
     /// Create, list and delete apps (tenants).
     #[command(subcommand)]
     Apps(AppsCommand),
-    /// Upload a component as the next version of a function and bind routes to it.
+    /// Upload a component or Rhai script as the next version of a function and bind
+    /// routes to it.
     Deploy {
-        /// The .wasm file.
+        /// The .wasm component or .rhai script.
         file: PathBuf,
         /// App to deploy to.
         #[arg(long)]
@@ -49,6 +50,9 @@ enum Command {
         /// Route to bind, like 'GET /orders/:id' (repeatable).
         #[arg(long = "route")]
         routes: Vec<String>,
+        /// `module` deploys a .rhai file as a module other scripts import.
+        #[arg(long)]
+        kind: Option<String>,
     },
     /// Call a function directly (POST with --data as the body).
     Invoke {
@@ -199,7 +203,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app,
             name,
             routes,
-        } => deploy(&client, json, &file, &app, name, &routes).await?,
+            kind,
+        } => deploy(&client, json, &file, &app, name, &routes, kind).await?,
         Command::Invoke { target, data } => invoke(&client, &target, data).await?,
         Command::Logs {
             app,
@@ -296,7 +301,16 @@ async fn deploy(
     app: &str,
     name: Option<String>,
     routes: &[String],
+    kind: Option<String>,
 ) -> anyhow::Result<()> {
+    let is_rhai = file.extension().is_some_and(|e| e == "rhai");
+    let kind = match kind.as_deref() {
+        None if is_rhai => "rhai",
+        None => "component",
+        Some("module") if is_rhai => "module",
+        Some("module") => bail!("--kind module is for .rhai files"),
+        Some(other) => bail!("--kind must be `module`, not {other:?}"),
+    };
     let name = match name {
         Some(n) => n,
         None => default_function_name(file).ok_or_else(|| {
@@ -318,7 +332,10 @@ async fn deploy(
         );
     }
     let deployed = client
-        .upload(&format!("/apps/{app}/functions/{name}/versions"), bytes)
+        .upload(
+            &format!("/apps/{app}/functions/{name}/versions?kind={kind}"),
+            bytes,
+        )
         .await?;
     let mut bound = Vec::new();
     for route in routes {

@@ -4,8 +4,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
+use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
 use crate::storage::{Db, InvocationRecord, now_ms};
-use picloud_runtime::{Compiled, Invocation, Limits, Outcome, Request, Response, Runtime};
+use picloud_runtime::{
+    CompileError, Compiled, Invocation, Limits, Outcome, Request, Response, Runtime, sha256_hex,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OnceCell, Semaphore};
@@ -133,10 +136,12 @@ impl Invoker {
                         function.sha256, app.name
                     ))
                 })?;
-                let runtime = self.runtime.clone();
-                let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+                if function.kind == KIND_RHAI_MODULE {
+                    return Ok(None);
+                }
+                let compiled = self
+                    .prepare(app, &function.kind, bytes)
                     .await
-                    .map_err(ApiError::internal)?
                     .map_err(|e| {
                         ApiError::internal(format!("stored artifact does not compile: {e}"))
                     })?;
@@ -147,6 +152,40 @@ impl Invoker {
             })
             .await?;
         Ok(loaded.clone())
+    }
+
+    /// Compiles a deployable of `kind` for `app`: a component as it is; a Rhai script as
+    /// a snapshot of the Rhai shim taken after it parsed the script, so requests start
+    /// with the script ready. Snapshots and compiled code are cached (memory and disk).
+    pub async fn prepare(
+        &self,
+        app: &AppEntry,
+        kind: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Compiled<HostSdk>, CompileError> {
+        let bytes = if kind == KIND_RHAI {
+            let source: Arc<str> = String::from_utf8(bytes)
+                .map_err(|_| CompileError::Invalid("a Rhai script must be UTF-8 text".into()))?
+                .into();
+            let key = sha256_hex(
+                format!(
+                    "{}:{}",
+                    crate::rhai::shim_sha256(),
+                    sha256_hex(source.as_bytes())
+                )
+                .as_bytes(),
+            );
+            let sdk = HostSdk::with_script(&self.db, &app.id, Some(source));
+            self.runtime
+                .snapshot(crate::rhai::RHAI_SHIM, &key, sdk, app.limits)
+                .await?
+        } else {
+            bytes
+        };
+        let runtime = self.runtime.clone();
+        tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+            .await
+            .map_err(|e| CompileError::Internal(e.to_string()))?
     }
 
     /// Runs `function` of `app` for `request`, under the app's limits and concurrency

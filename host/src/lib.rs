@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod error;
 pub mod invoker;
 pub mod recorder;
+pub mod rhai;
 pub mod routing;
 pub mod server;
 pub mod services;

@@ -13,6 +13,7 @@
 
 mod bindings;
 mod error;
+mod incremental;
 mod invoke;
 mod limits;
 mod sdk;
@@ -23,6 +24,7 @@ pub use bindings::picloud::sdk::types::{Request, Response};
 pub use bindings::picloud::sdk::{
     dead_letters, docs, email, files, http, kv, pubsub, secrets, users,
 };
+pub use bindings::shim::picloud::sdk::rhai_script;
 pub use error::{CompileError, RunError};
 pub use invoke::{Invocation, LogLine, MAX_LOG_LINES, Outcome, State};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
@@ -152,6 +154,11 @@ pub struct Runtime<S: Sdk> {
     max_instances: u32,
 }
 
+/// The error of a host call that traps the guest (wasmtime's error type).
+pub type TrapError = wasmtime::Error;
+/// A host call's result where the error traps the guest.
+pub type TrapResult<T> = wasmtime::Result<T>;
+
 /// What an SDK host call returns: the outer error traps the guest (host bug or limit
 /// breach), the inner one is the guest-visible WIT `error`.
 pub type Answer<T> = wasmtime::Result<Result<T, GuestError>>;
@@ -200,6 +207,10 @@ impl<S: Sdk> Runtime<S> {
             .max_wasm_stack(MAX_WASM_STACK)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let functions =
+            incremental::FunctionCache::new(config.cache_dir.as_ref().map(|d| d.join("functions")));
+        wasm.enable_incremental_compilation(std::sync::Arc::new(functions))
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("{e:#}"))?;
 
         let mut linker = Linker::new(&engine);

@@ -28,7 +28,9 @@ impl<S: Sdk> Runtime<S> {
         if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
             return Ok(bytes);
         }
-        let wizer = Wizer::new();
+        let mut wizer = Wizer::new();
+        // The component still lifts the init export, so the core export must stay.
+        wizer.keep_init_func(true);
         let (context, instrumented) = wizer.instrument_component(base).map_err(|e| {
             CompileError::Invalid(format!("cannot instrument the component: {e:#}"))
         })?;

@@ -5,9 +5,10 @@ use super::{check_function_name, existing_app};
 use crate::dataplane::{http_response, read_limited};
 use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
+use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
 use crate::storage::{FunctionRecord, VersionRecord};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -38,32 +39,52 @@ struct Deployed {
     version: VersionRecord,
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployOptions {
+    /// `component` (the default: detected from the bytes), `rhai` (a Rhai function
+    /// script) or `module` (a Rhai module other scripts import).
+    kind: Option<String>,
+}
+
 async fn deploy(
     State(state): State<AppState>,
     Path((app, name)): Path<(String, String)>,
+    Query(options): Query<DeployOptions>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     check_function_name(&name)?;
     let app = existing_app(&state, &app).await?;
-    let bytes = read_limited(body, MAX_ARTIFACT_BYTES).await?;
-    let runtime_bytes = bytes.clone();
-    let invoker = state.invoker.clone();
-    let compiled = tokio::task::spawn_blocking(move || invoker.runtime().compile(&runtime_bytes))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let bytes = read_limited(body, MAX_ARTIFACT_BYTES).await?.to_vec();
+    let kind = match options.kind.as_deref() {
+        None | Some("component") => "component",
+        Some("rhai") => KIND_RHAI,
+        Some("module") => KIND_RHAI_MODULE,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "kind must be component, rhai or module, not {other:?}"
+            )));
+        }
+    };
+    if kind != "component" {
+        let source = std::str::from_utf8(&bytes)
+            .map_err(|_| ApiError::bad_request("a Rhai script must be UTF-8 text"))?;
+        crate::rhai::check_script(source).map_err(ApiError::bad_request)?;
+    }
+    let sha256 = picloud_runtime::sha256_hex(&bytes);
+    if kind != KIND_RHAI_MODULE {
+        state
+            .invoker
+            .prepare(&app, kind, bytes.clone())
+            .await
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let version = state
         .db
-        .deploy_function(
-            &app.id,
-            &name,
-            compiled.kind().as_str(),
-            compiled.sha256(),
-            &bytes,
-        )
+        .deploy_function(&app.id, &name, kind, &sha256, &bytes)
         .await?;
     state.invoker.invalidate_app(&app.name);
-    tracing::info!(app = %app.name, function = %name, version = version.version, sha256 = %version.sha256, "deployed");
+    tracing::info!(app = %app.name, function = %name, kind, version = version.version, sha256 = %version.sha256, "deployed");
     Ok((
         StatusCode::CREATED,
         Json(Deployed {

@@ -43,6 +43,12 @@ async fn create(
                 app.name, new.function
             ))
         })?;
+    if function.kind == crate::services::script::KIND_RHAI_MODULE {
+        return Err(ApiError::bad_request(format!(
+            "{:?} is a Rhai module: scripts import it, routes cannot call it",
+            function.name
+        )));
+    }
     // The new route must fit in the table with the existing ones (no ambiguous overlap).
     let mut table = RouteTable::build(&state.db.list_routes(&app.id).await?);
     table

@@ -5,6 +5,7 @@
 //! service yet answer `unavailable` through [`Unavailable`].
 
 pub mod kv;
+pub mod script;
 
 use crate::storage::Db;
 use picloud_runtime::{Sdk, Unavailable};
@@ -12,14 +13,22 @@ use picloud_runtime::{Sdk, Unavailable};
 /// The services of one invocation.
 pub struct HostSdk {
     kv: kv::KvService,
+    script: script::ScriptService,
     unavailable: Unavailable,
 }
 
 impl HostSdk {
     /// Services for one invocation of app `app_id`.
     pub fn new(db: &Db, app_id: &str) -> Self {
+        Self::with_script(db, app_id, None)
+    }
+
+    /// Services for app `app_id` that can also hand a Rhai function its own source
+    /// (for the deploy-time initialisation of the Rhai shim).
+    pub fn with_script(db: &Db, app_id: &str, main: Option<std::sync::Arc<str>>) -> Self {
         Self {
             kv: kv::KvService::new(db.clone(), app_id.to_owned()),
+            script: script::ScriptService::new(db.clone(), app_id.to_owned(), main),
             unavailable: Unavailable,
         }
     }
@@ -35,7 +44,7 @@ impl Sdk for HostSdk {
     type Users = Unavailable;
     type Pubsub = Unavailable;
     type DeadLetters = Unavailable;
-    type Script = Unavailable;
+    type Script = script::ScriptService;
 
     fn kv(&mut self) -> &mut kv::KvService {
         &mut self.kv
@@ -64,7 +73,7 @@ impl Sdk for HostSdk {
     fn dead_letters(&mut self) -> &mut Unavailable {
         &mut self.unavailable
     }
-    fn script(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn script(&mut self) -> &mut script::ScriptService {
+        &mut self.script
     }
 }

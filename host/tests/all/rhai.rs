@@ -1,0 +1,346 @@
+//! Rhai scripts through the real server: deployed with `kind=rhai`, run by the Rhai shim
+//! under the same limits as every guest.
+
+use crate::support::{TestServer, assert_error};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn server() -> (tempfile::TempDir, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    (dir, server)
+}
+
+async fn deploy_script(
+    server: &TestServer,
+    app: &str,
+    name: &str,
+    kind: &str,
+    source: &str,
+) -> reqwest::Response {
+    server
+        .api(
+            Method::POST,
+            &format!("/apps/{app}/functions/{name}/versions?kind={kind}"),
+        )
+        .body(source.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn route(server: &TestServer, app: &str, method: &str, path: &str, function: &str) {
+    server
+        .admin(
+            Method::POST,
+            &format!("/apps/{app}/routes"),
+            Some(json!({ "method": method, "path": path, "function": function })),
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_sees_ctx_and_its_value_becomes_the_response() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    let script = r#"
+        let r = ctx.request;
+        #{ method: r.method, path: r.path, id: r.params.id, q: r.query.q, app: ctx.app,
+           json: r.json, has_id: ctx.invocation_id != "" }
+    "#;
+    assert_eq!(
+        deploy_script(&server, "shop", "echo", "rhai", script)
+            .await
+            .status(),
+        201
+    );
+    route(&server, "shop", "POST", "/orders/:id", "echo").await;
+    let response = server
+        .http
+        .post(format!("{}/fn/shop/orders/7?q=a%20b", server.url))
+        .json(&json!({ "n": 1.5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({ "method": "POST", "path": "/orders/7", "id": "7", "q": "a b", "app": "shop", "json": { "n": 1.5 }, "has_id": true })
+    );
+
+    for (name, source, status, content_type, body) in [
+        (
+            "text",
+            r#""plain""#,
+            200,
+            Some("text/plain; charset=utf-8"),
+            "plain",
+        ),
+        ("unit", "()", 204, None, ""),
+        (
+            "custom",
+            r#"#{ status: 418, headers: #{ "x-tea": "yes" }, body: "short and stout" }"#,
+            418,
+            None,
+            "short and stout",
+        ),
+    ] {
+        assert_eq!(
+            deploy_script(&server, "shop", name, "rhai", source)
+                .await
+                .status(),
+            201
+        );
+        route(&server, "shop", "GET", &format!("/{name}"), name).await;
+        let response = server.get(&format!("/fn/shop/{name}")).await;
+        assert_eq!(response.status(), status, "{name}");
+        if let Some(content_type) = content_type {
+            assert_eq!(response.headers()["content-type"], content_type, "{name}");
+        }
+        if name == "custom" {
+            assert_eq!(response.headers()["x-tea"], "yes");
+        }
+        assert_eq!(response.text().await.unwrap(), body, "{name}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_todo_example_creates_lists_gets_and_deletes() {
+    let (_dir, server) = server().await;
+    server.create_app("demo").await;
+    let source = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/todo/todo.rhai"
+    ))
+    .unwrap();
+    assert_eq!(
+        deploy_script(&server, "demo", "todos", "rhai", &source)
+            .await
+            .status(),
+        201
+    );
+    for (method, path) in [
+        ("GET", "/todos"),
+        ("POST", "/todos"),
+        ("GET", "/todos/:id"),
+        ("DELETE", "/todos/:id"),
+    ] {
+        route(&server, "demo", method, path, "todos").await;
+    }
+    let url = format!("{}/fn/demo/todos", server.url);
+    let created = server
+        .http
+        .post(&url)
+        .json(&json!({ "title": "write tests" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        created.json::<Value>().await.unwrap(),
+        json!({ "id": "1", "title": "write tests", "done": false })
+    );
+    server
+        .http
+        .post(&url)
+        .json(&json!({ "title": "ship" }))
+        .send()
+        .await
+        .unwrap();
+    let bad = server
+        .http
+        .post(&url)
+        .json(&json!({ "nope": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let list: Value = server.get("/fn/demo/todos").await.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let one: Value = server.get("/fn/demo/todos/2").await.json().await.unwrap();
+    assert_eq!(one["title"], "ship");
+    assert_eq!(
+        server
+            .http
+            .delete(format!("{url}/1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(server.get("/fn/demo/todos/1").await.status(), 404);
+    let list: Value = server.get("/fn/demo/todos").await.json().await.unwrap();
+    assert_eq!(list, json!([{ "id": "2", "title": "ship", "done": false }]));
+
+    let logs = server
+        .admin(Method::GET, "/apps/demo/invocations?limit=100", None)
+        .await;
+    let lines: Vec<&str> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["logs"].as_array().unwrap())
+        .filter_map(|l| l["message"].as_str())
+        .collect();
+    assert!(lines.contains(&"created todo 1"), "{lines:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_does_not_compile_is_refused_with_its_line_and_column() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    let response = deploy_script(&server, "shop", "broken", "rhai", "let x = 1;\nlet = 2;\n").await;
+    let body = assert_error(response, 400, "bad_request").await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("line 2"), "{message}");
+    assert_eq!(
+        server
+            .admin(Method::GET, "/apps/shop/functions", None)
+            .await,
+        json!([])
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thrown_error_is_a_function_failure_with_the_message_in_the_log() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    deploy_script(&server, "shop", "boom", "rhai", r#"throw "out of stock";"#).await;
+    route(&server, "shop", "GET", "/boom", "boom").await;
+    let body = assert_error(server.get("/fn/shop/boom").await, 502, "function_failed").await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of stock"),
+        "{body}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modules_of_the_same_app_are_imported_and_changes_apply_at_once() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    server.create_app("other").await;
+    assert_eq!(
+        deploy_script(
+            &server,
+            "shop",
+            "pricing",
+            "module",
+            "fn total(n) { n * 2 }"
+        )
+        .await
+        .status(),
+        201
+    );
+    deploy_script(
+        &server,
+        "shop",
+        "cart",
+        "rhai",
+        r#"import "pricing" as p; p::total(21)"#,
+    )
+    .await;
+    route(&server, "shop", "GET", "/cart", "cart").await;
+    assert_eq!(
+        server.get("/fn/shop/cart").await.text().await.unwrap(),
+        "42"
+    );
+
+    deploy_script(
+        &server,
+        "shop",
+        "pricing",
+        "module",
+        "fn total(n) { n * 3 }",
+    )
+    .await;
+    assert_eq!(
+        server.get("/fn/shop/cart").await.text().await.unwrap(),
+        "63",
+        "the new module version applies"
+    );
+
+    // Another app cannot import shop's module.
+    deploy_script(
+        &server,
+        "other",
+        "thief",
+        "rhai",
+        r#"import "pricing" as p; p::total(1)"#,
+    )
+    .await;
+    route(&server, "other", "GET", "/", "thief").await;
+    assert_error(server.get("/fn/other/").await, 502, "function_failed").await;
+
+    // Cycles end with a clear error.
+    deploy_script(
+        &server,
+        "shop",
+        "a",
+        "module",
+        r#"import "b" as b; fn f() { 1 }"#,
+    )
+    .await;
+    deploy_script(
+        &server,
+        "shop",
+        "b",
+        "module",
+        r#"import "a" as a; fn g() { 2 }"#,
+    )
+    .await;
+    deploy_script(
+        &server,
+        "shop",
+        "cycle",
+        "rhai",
+        r#"import "a" as a; a::f()"#,
+    )
+    .await;
+    route(&server, "shop", "GET", "/cycle", "cycle").await;
+    let body = assert_error(server.get("/fn/shop/cycle").await, 502, "function_failed").await;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("cycl"),
+        "{body}"
+    );
+
+    let refused = server
+        .api(Method::POST, "/apps/shop/routes")
+        .json(&json!({ "method": "GET", "path": "/m", "function": "pricing" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, 400, "bad_request").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_script_is_stopped_and_the_next_request_succeeds() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    deploy_script(&server, "shop", "spin", "rhai", "loop { }").await;
+    deploy_script(&server, "shop", "ok", "rhai", r#""fine""#).await;
+    route(&server, "shop", "GET", "/spin", "spin").await;
+    route(&server, "shop", "GET", "/ok", "ok").await;
+    // Rhai's operation limit ends it first, with a clear message; fuel and the wall
+    // clock stay behind it as the hard stop.
+    let body = assert_error(server.get("/fn/shop/spin").await, 502, "function_failed").await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limit of 1000000 operations"), "{message}");
+    assert_eq!(
+        server.get("/fn/shop/ok").await.text().await.unwrap(),
+        "fine"
+    );
+    assert_error(server.get("/fn/shop/spin").await, 502, "function_failed").await;
+    server.stop().await;
+}
