@@ -1,6 +1,7 @@
 //! PiCloud host tests: storage on both backends, the real server over HTTP, the real CLI.
 
 mod cli;
+mod conformance;
 mod rhai;
 mod server;
 mod storage;

@@ -1,0 +1,295 @@
+//! Rhai conformance: every script of the shim's corpus (`rhai-shim/tests/corpus/`) whose
+//! outcome only depends on what this server provides runs twice — natively (the shim's
+//! library in this process) and through the Rhai shim component in the sandbox — with
+//! the same host functions (the server's kv service on a fresh app each), and the two
+//! answers must be identical: status, headers and body, or the error message.
+
+use crate::support::{Backend, TestDb};
+use picloud::services::HostSdk;
+use picloud::services::kv::KvService;
+use picloud_rhai_shim::{Host, KvPage, LogLevel, RuntimeInfo, SdkError, SdkResult};
+use picloud_runtime::kv::Host as _;
+use picloud_runtime::{Answer, GuestError, Invocation, Limits, RunError, Runtime, RuntimeConfig};
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Scripts using these depend on services this server does not offer yet (the corpus'
+/// in-memory host models them), on the clock or randomness, on modules, or on log
+/// capture; they are covered by the native corpus test only.
+const OUT_OF_SCOPE: &[&str] = &[
+    "docs::",
+    "files::",
+    "http::",
+    "email::",
+    "secrets::",
+    "users::",
+    "pubsub::",
+    "dead_letters::",
+    "time::now",
+    "random::",
+    "runtime::",
+    "import ",
+    "unavailable:",
+    "effect:",
+];
+
+/// Where the sandbox answers differently on purpose, and what it answers instead.
+/// `err_array_too_large` grows an array forever: Rhai re-measures the array on every
+/// push (quadratic work), and in the sandbox the fuel budget, the hard backstop, ends the
+/// loop before Rhai's 100 000-element limit does.
+const EXPECTED_DIFFERENCES: &[(&str, &str)] = &[(
+    "err_array_too_large",
+    "sandbox error: the function used all of its fuel (1000000000 units)",
+)];
+
+struct Case {
+    name: String,
+    source: String,
+    request: picloud_rhai_shim::Request,
+}
+
+fn corpus() -> Vec<Case> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rhai-shim/tests/corpus");
+    let mut cases: Vec<Case> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            (path.extension()? == "rhai").then_some(path)
+        })
+        .map(|path| {
+            let source = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            Case {
+                request: request_of(&source),
+                name,
+                source,
+            }
+        })
+        .filter(|case| {
+            !OUT_OF_SCOPE
+                .iter()
+                .any(|marker| case.source.contains(marker))
+        })
+        .collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
+
+/// The request a corpus script states in its header (see rhai-shim/tests/corpus.rs).
+fn request_of(source: &str) -> picloud_rhai_shim::Request {
+    let mut request = picloud_rhai_shim::Request {
+        method: "GET".into(),
+        path: "/".into(),
+        query: String::new(),
+        headers: Vec::new(),
+        params: Vec::new(),
+        body: Vec::new(),
+        event: None,
+        app: "conformance".into(),
+        invocation_id: "inv-conformance".into(),
+    };
+    let mut method_given = false;
+    for line in source.lines().map_while(|l| l.strip_prefix("// ")) {
+        let Some((key, value)) = line.split_once(": ") else {
+            break;
+        };
+        match key {
+            "request" => {
+                let (method, target) = value.split_once(' ').unwrap();
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                (request.method, request.path, request.query) =
+                    (method.into(), path.into(), query.into());
+                method_given = true;
+            }
+            "header" => {
+                let (name, value) = value.split_once(": ").unwrap();
+                request
+                    .headers
+                    .push((name.to_ascii_lowercase(), value.into()));
+            }
+            "param" => {
+                let (name, value) = value.split_once('=').unwrap();
+                request.params.push((name.into(), value.into()));
+            }
+            "body" => request.body = value.as_bytes().to_vec(),
+            "event" => {
+                request.event = Some(value.into());
+                if !method_given {
+                    request.method = "EVENT".into();
+                }
+            }
+            _ => {}
+        }
+    }
+    request
+}
+
+/// The shim library's `Host`, answering kv through the server's own kv service.
+struct NativeHost {
+    kv: RefCell<KvService>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl NativeHost {
+    fn call<T>(&self, call: impl AsyncFnOnce(&mut KvService) -> Answer<T>) -> SdkResult<T> {
+        let mut kv = self.kv.borrow_mut();
+        let answer = tokio::task::block_in_place(|| self.runtime.block_on(call(&mut kv)));
+        match answer {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(match error {
+                GuestError::NotFound => SdkError::NotFound,
+                GuestError::Invalid(m) => SdkError::Invalid(m),
+                GuestError::Denied(m) => SdkError::Denied(m),
+                GuestError::Limit(m) => SdkError::Limit(m),
+                GuestError::Unavailable(m) => SdkError::Unavailable(m),
+                GuestError::Internal(m) => SdkError::Internal(m),
+            }),
+            Err(trap) => Err(SdkError::Internal(trap.to_string())),
+        }
+    }
+}
+
+impl Host for NativeHost {
+    fn kv_get(&self, c: &str, k: &str) -> SdkResult<Option<String>> {
+        self.call(async |kv| kv.get(c.into(), k.into()).await)
+    }
+    fn kv_set(&self, c: &str, k: &str, v: &str, ttl_ms: Option<u64>) -> SdkResult<()> {
+        self.call(async |kv| kv.set(c.into(), k.into(), v.into(), ttl_ms).await)
+    }
+    fn kv_delete(&self, c: &str, k: &str) -> SdkResult<bool> {
+        self.call(async |kv| kv.delete(c.into(), k.into()).await)
+    }
+    fn kv_list(
+        &self,
+        c: &str,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> SdkResult<KvPage> {
+        let page = self.call(async |kv| {
+            kv.list(c.into(), prefix.into(), cursor.map(Into::into), limit)
+                .await
+        })?;
+        Ok(KvPage {
+            entries: page.entries,
+            cursor: page.cursor,
+        })
+    }
+    fn kv_increment(&self, c: &str, k: &str, by: i64) -> SdkResult<i64> {
+        self.call(async |kv| kv.increment(c.into(), k.into(), by).await)
+    }
+    fn log(&self, _: LogLevel, _: &str, _: Option<&str>) {}
+    fn runtime_info(&self) -> RuntimeInfo {
+        RuntimeInfo {
+            app: "conformance".into(),
+            invocation_id: "inv-conformance".into(),
+            ..RuntimeInfo::default()
+        }
+    }
+    fn remaining_fuel(&self) -> u64 {
+        0
+    }
+    fn now_ms(&self) -> u64 {
+        0
+    }
+    fn module_source(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Status, headers and body, or the error message.
+type Answered = Result<(u16, Vec<(String, String)>, Vec<u8>), String>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
+    let Some(test_db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let db = test_db.open().await;
+    let runtime: Runtime<HostSdk> = Runtime::new(&RuntimeConfig::default()).unwrap();
+    // The generic shim, without a snapshot: it reads each script at its first request.
+    let shim = runtime.compile(picloud::rhai::RHAI_SHIM).unwrap();
+    let cases = corpus();
+    assert!(
+        cases.len() >= 60,
+        "only {} corpus scripts are in scope",
+        cases.len()
+    );
+
+    let mut differences = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let native_app = db
+            .create_app(&format!("native-{i}"), &Default::default())
+            .await
+            .unwrap();
+        let shim_app = db
+            .create_app(&format!("shim-{i}"), &Default::default())
+            .await
+            .unwrap();
+
+        let host = Rc::new(NativeHost {
+            kv: RefCell::new(KvService::new(db.clone(), native_app.id)),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let engine = picloud_rhai_shim::build_engine(host);
+        let native: Answered = picloud_rhai_shim::compile(&engine, &case.source)
+            .and_then(|ast| {
+                picloud_rhai_shim::run(&engine, &ast, &case.request).map_err(|e| e.message)
+            })
+            .map(|r| (r.status, r.headers, r.body));
+
+        let r = &case.request;
+        let request = picloud_runtime::Request {
+            method: r.method.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: r.headers.clone(),
+            params: r.params.clone(),
+            body: r.body.clone(),
+            event: r.event.clone(),
+        };
+        let invocation = Invocation {
+            app: "conformance".into(),
+            invocation_id: "inv-conformance".into(),
+            trigger: "http".into(),
+            ..Invocation::default()
+        };
+        let sdk = HostSdk::with_script(&db, &shim_app.id, Some(Arc::from(case.source.as_str())));
+        let outcome = runtime
+            .invoke(&shim, invocation, request, Limits::default(), sdk)
+            .await;
+        let in_sandbox: Answered = match outcome.result {
+            Ok(r) => Ok((r.status, r.headers, r.body)),
+            Err(RunError::Failed(message)) => Err(message
+                .strip_prefix("the function returned an error: internal: ")
+                .unwrap_or(&message)
+                .to_owned()),
+            Err(other) => Err(format!("sandbox error: {other}")),
+        };
+        if let Some((_, instead)) = EXPECTED_DIFFERENCES
+            .iter()
+            .find(|(name, _)| *name == case.name)
+        {
+            if in_sandbox != Err((*instead).to_owned()) {
+                differences.push(format!(
+                    "{}: expected {instead:?}, shim: {in_sandbox:?}",
+                    case.name
+                ));
+            }
+        } else if native != in_sandbox {
+            differences.push(format!(
+                "{}:\n  native: {native:?}\n  shim:   {in_sandbox:?}",
+                case.name
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "{} of {} scripts differ:\n{}",
+        differences.len(),
+        cases.len(),
+        differences.join("\n")
+    );
+}
