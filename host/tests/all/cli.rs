@@ -130,6 +130,65 @@ async fn the_tour_deploy_call_and_read_logs_with_the_cli() {
     assert_eq!(deployed["deployed"]["version"], 1);
     assert_eq!(deployed["deployed"]["sha256"], sha.as_str());
 
+    let script = dir.path().join("orders.rhai");
+    std::fs::write(&script, "#{ order: ctx.request.params.id }").unwrap();
+    let deployed = stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &[
+                "deploy",
+                script.to_str().unwrap(),
+                "--app",
+                "shop",
+                "--route",
+                "GET /orders/:id",
+            ],
+        )
+        .await,
+    );
+    assert!(
+        deployed.starts_with("deployed shop/orders version 1 (rhai, sha256 "),
+        "{deployed}"
+    );
+    let order: serde_json::Value = server.get("/fn/shop/orders/7").await.json().await.unwrap();
+    assert_eq!(order, serde_json::json!({ "order": "7" }));
+    let module = dir.path().join("pricing.rhai");
+    std::fs::write(&module, "fn total(n) { n * 2 }").unwrap();
+    let deployed = stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &[
+                "deploy",
+                module.to_str().unwrap(),
+                "--app",
+                "shop",
+                "--kind",
+                "module",
+            ],
+        )
+        .await,
+    );
+    assert!(
+        deployed.starts_with("deployed shop/pricing version 1 (rhai-module, "),
+        "{deployed}"
+    );
+    let broken = dir.path().join("broken.rhai");
+    std::fs::write(&broken, "let = ;").unwrap();
+    let refused = failure(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &["deploy", broken.to_str().unwrap(), "--app", "shop"],
+        )
+        .await,
+    );
+    assert!(
+        refused.contains("does not compile") && refused.contains("line 1"),
+        "{refused}"
+    );
+
     assert_eq!(
         stdout(&picloud(url, Some(TOKEN), &["apps", "delete", "shop"]).await).trim(),
         "deleted app shop"

@@ -344,3 +344,28 @@ async fn a_runaway_script_is_stopped_and_the_next_request_succeeds() {
     assert_error(server.get("/fn/shop/spin").await, 502, "function_failed").await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_versions_roll_back_like_components() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    deploy_script(&server, "shop", "greet", "rhai", r#""v1""#).await;
+    route(&server, "shop", "GET", "/greet", "greet").await;
+    deploy_script(&server, "shop", "greet", "rhai", r#""v2""#).await;
+    assert_eq!(
+        server.get("/fn/shop/greet").await.text().await.unwrap(),
+        "v2"
+    );
+    let after = server
+        .admin(Method::POST, "/apps/shop/functions/greet/rollback", None)
+        .await;
+    assert_eq!(
+        (after["active_version"].as_i64(), after["kind"].as_str()),
+        (Some(1), Some("rhai"))
+    );
+    assert_eq!(
+        server.get("/fn/shop/greet").await.text().await.unwrap(),
+        "v1"
+    );
+    server.stop().await;
+}
