@@ -95,6 +95,16 @@ impl Invoker {
         lock(&self.functions).retain(|(app, _), _| app != name);
     }
 
+    /// Caches `compiled` as the active version of `app`/`function` (right after a
+    /// deploy, which compiled it already).
+    pub fn install(&self, app: &str, function: &str, version: i64, compiled: Compiled<HostSdk>) {
+        let slot = Arc::new(OnceCell::new_with(Some(Some(Arc::new(ActiveFunction {
+            version,
+            compiled,
+        })))));
+        lock(&self.functions).insert((app.to_owned(), function.to_owned()), slot);
+    }
+
     /// The app called `name`, from the cache or the database.
     pub async fn app(&self, name: &str) -> ApiResult<Option<Arc<AppEntry>>> {
         if let Some(hit) = lock(&self.apps).get(name) {

@@ -72,18 +72,23 @@ async fn deploy(
         crate::rhai::check_script(source).map_err(ApiError::bad_request)?;
     }
     let sha256 = picloud_runtime::sha256_hex(&bytes);
-    if kind != KIND_RHAI_MODULE {
-        state
-            .invoker
-            .prepare(&app, kind, bytes.clone())
-            .await
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    }
+    let compiled = if kind == KIND_RHAI_MODULE {
+        None
+    } else {
+        let compiled = state.invoker.prepare(&app, kind, bytes.clone()).await;
+        Some(compiled.map_err(|e| ApiError::bad_request(e.to_string()))?)
+    };
     let version = state
         .db
         .deploy_function(&app.id, &name, kind, &sha256, &bytes)
         .await?;
     state.invoker.invalidate_app(&app.name);
+    if let Some(compiled) = compiled {
+        // The first request finds the new version ready instead of loading it again.
+        state
+            .invoker
+            .install(&app.name, &name, version.version, compiled);
+    }
     tracing::info!(app = %app.name, function = %name, kind, version = version.version, sha256 = %version.sha256, "deployed");
     Ok((
         StatusCode::CREATED,
