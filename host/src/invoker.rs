@@ -105,6 +105,11 @@ impl Invoker {
         lock(&self.functions).insert((app.to_owned(), function.to_owned()), slot);
     }
 
+    /// Forgets the cached routes and limits of app `name`; its compiled functions stay.
+    pub fn invalidate_settings(&self, name: &str) {
+        lock(&self.apps).remove(name);
+    }
+
     /// The app called `name`, from the cache or the database.
     pub async fn app(&self, name: &str) -> ApiResult<Option<Arc<AppEntry>>> {
         if let Some(hit) = lock(&self.apps).get(name) {

@@ -112,6 +112,6 @@ async fn set_limits(
     if !state.db.set_app_limits(&app, &limits).await? {
         return Err(ApiError::not_found(format!("no app called {app:?}")));
     }
-    state.invoker.invalidate_app(&app);
+    state.invoker.invalidate_settings(&app);
     show(State(state), Path(app)).await
 }

@@ -65,7 +65,7 @@ async fn create(
             )),
             other => other.into(),
         })?;
-    state.invoker.invalidate_app(&app.name);
+    state.invoker.invalidate_settings(&app.name);
     Ok((StatusCode::CREATED, Json(route)))
 }
 
@@ -88,6 +88,6 @@ async fn remove(
             app.name
         )));
     }
-    state.invoker.invalidate_app(&app.name);
+    state.invoker.invalidate_settings(&app.name);
     Ok(StatusCode::NO_CONTENT)
 }
