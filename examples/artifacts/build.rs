@@ -5,6 +5,8 @@
 const GUESTS: &[(&str, &str, &str)] = &[
     ("HELLO", "example-hello", "example_hello"),
     ("KV_COUNTER", "example-kv-counter", "example_kv_counter"),
+    ("NOTES", "example-notes", "example_notes"),
+    ("KV_LOOP", "example-kv-loop", "example_kv_loop"),
 ];
 
 fn main() {
@@ -14,7 +16,13 @@ fn main() {
         .collect();
     let paths = picloud_guest_build::build(
         &packages,
-        &["guest-sdk", "examples/hello", "examples/kv-counter"],
+        &[
+            "guest-sdk",
+            "examples/hello",
+            "examples/kv-counter",
+            "examples/notes",
+            "examples/kv-loop",
+        ],
     );
     let mut consts = String::new();
     for ((name, package, _), path) in GUESTS.iter().zip(paths) {

@@ -79,6 +79,80 @@ enum Command {
     /// List, add and delete routes.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// List, download, upload and delete an app's files.
+    #[command(subcommand)]
+    Files(FilesCommand),
+    /// Declare, list and drop indexes of an app's document collections.
+    #[command(subcommand)]
+    Indexes(IndexesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FilesCommand {
+    /// List an app's files (path order).
+    List {
+        /// App name.
+        app: String,
+        /// Only paths starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Download a file (to stdout, or --output).
+    Get {
+        /// App name.
+        app: String,
+        /// The file's path.
+        path: String,
+        /// Write here instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Upload a local file as PATH.
+    Put {
+        /// App name.
+        app: String,
+        /// The file's path in the app.
+        path: String,
+        /// The local file.
+        file: PathBuf,
+        /// Content type (default application/octet-stream).
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// Delete a file.
+    Delete {
+        /// App name.
+        app: String,
+        /// The file's path.
+        path: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexesCommand {
+    /// List an app's declared indexes.
+    List {
+        /// App name.
+        app: String,
+    },
+    /// Index FIELD (a dotted path) of COLLECTION; queries on it then use the index.
+    Create {
+        /// App name.
+        app: String,
+        /// Collection name.
+        collection: String,
+        /// Field path, like `status` or `address.city`.
+        field: String,
+    },
+    /// Drop the index on FIELD of COLLECTION.
+    Delete {
+        /// App name.
+        app: String,
+        /// Collection name.
+        collection: String,
+        /// Field path.
+        field: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -246,6 +320,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let created = add_route(&client, &app, &route, &function).await?;
             print(json, &created, || format!("bound {route} → {function}"));
         }
+        Command::Files(command) => files(&client, json, command).await?,
+        Command::Indexes(command) => indexes(&client, json, command).await?,
         Command::Routes(RoutesCommand::Delete { app, id }) => {
             client
                 .send(
@@ -256,6 +332,203 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             print(json, &json!({ "deleted": id }), || {
                 format!("deleted route {id}")
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `path` with each segment percent-encoded, for a URL.
+fn url_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn files(client: &Client, json: bool, command: FilesCommand) -> anyhow::Result<()> {
+    match command {
+        FilesCommand::List { app, prefix } => {
+            let mut all = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut path = format!(
+                    "/apps/{app}/files?limit=1000&prefix={}",
+                    url_path(&prefix).replace('/', "%2F")
+                );
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={}", url_path(cursor).replace('/', "%2F")));
+                }
+                let page = client.send(reqwest::Method::GET, &path, None).await?;
+                all.extend(page["files"].as_array().cloned().unwrap_or_default());
+                match page["cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            let value = Value::Array(all);
+            print(json, &value, || {
+                let lines: Vec<String> = value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|f| {
+                        format!(
+                            "{:>10}  {:<24}  {}",
+                            f["size"],
+                            f["content_type"].as_str().unwrap_or(""),
+                            f["path"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if lines.is_empty() {
+                    format!("app {app} has no files")
+                } else {
+                    lines.join("\n")
+                }
+            });
+        }
+        FilesCommand::Get { app, path, output } => {
+            let response = client
+                .raw(
+                    reqwest::Method::GET,
+                    &format!("/apps/{app}/files/{}", url_path(&path)),
+                )
+                .send()
+                .await
+                .map_err(|e| client.unreachable(e))?;
+            if !response.status().is_success() {
+                client.finish(response).await?;
+                bail!("download failed");
+            }
+            let bytes = response.bytes().await?;
+            match output {
+                Some(file) => {
+                    std::fs::write(&file, &bytes)
+                        .with_context(|| format!("writing {}", file.display()))?;
+                    let done = json!({ "path": path, "size": bytes.len(), "output": file });
+                    print(json, &done, || {
+                        format!("wrote {} bytes to {}", bytes.len(), file.display())
+                    });
+                }
+                None => {
+                    use std::io::Write as _;
+                    std::io::stdout().write_all(&bytes)?;
+                }
+            }
+        }
+        FilesCommand::Put {
+            app,
+            path,
+            file,
+            content_type,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let response = client
+                .raw(
+                    reqwest::Method::PUT,
+                    &format!("/apps/{app}/files/{}", url_path(&path)),
+                )
+                .header(
+                    "content-type",
+                    content_type
+                        .as_deref()
+                        .unwrap_or("application/octet-stream"),
+                )
+                .body(bytes)
+                .send()
+                .await
+                .map_err(|e| client.unreachable(e))?;
+            let stat = client.finish(response).await?;
+            print(json, &stat, || {
+                format!(
+                    "stored {} ({} bytes, sha256 {})",
+                    stat["path"].as_str().unwrap_or(""),
+                    stat["size"],
+                    stat["sha256"].as_str().unwrap_or("")
+                )
+            });
+        }
+        FilesCommand::Delete { app, path } => {
+            client
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/apps/{app}/files/{}", url_path(&path)),
+                    None,
+                )
+                .await?;
+            print(json, &json!({ "deleted": path }), || {
+                format!("deleted {path}")
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn indexes(client: &Client, json: bool, command: IndexesCommand) -> anyhow::Result<()> {
+    match command {
+        IndexesCommand::List { app } => {
+            let list = client
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/apps/{app}/docs/indexes"),
+                    None,
+                )
+                .await?;
+            print(json, &list, || {
+                let lines: Vec<String> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|i| {
+                        format!(
+                            "{} {}",
+                            i["collection"].as_str().unwrap_or(""),
+                            i["field"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                if lines.is_empty() {
+                    format!("app {app} has no indexes")
+                } else {
+                    lines.join("\n")
+                }
+            });
+        }
+        IndexesCommand::Create {
+            app,
+            collection,
+            field,
+        } => {
+            client
+                .send(
+                    reqwest::Method::PUT,
+                    &format!("/apps/{app}/docs/{collection}/indexes/{}", url_path(&field)),
+                    None,
+                )
+                .await?;
+            let done = json!({ "collection": collection, "field": field });
+            print(json, &done, || format!("indexed {collection}.{field}"));
+        }
+        IndexesCommand::Delete {
+            app,
+            collection,
+            field,
+        } => {
+            client
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/apps/{app}/docs/{collection}/indexes/{}", url_path(&field)),
+                    None,
+                )
+                .await?;
+            let done = json!({ "collection": collection, "field": field });
+            print(json, &done, || {
+                format!("dropped the index on {collection}.{field}")
             });
         }
     }

@@ -128,6 +128,11 @@ impl From<StorageError> for ApiError {
                 tracing::error!(error = %e, "database error");
                 ApiError::unavailable("the database is unavailable")
             }
+            StorageError::Io(e) => {
+                tracing::error!(error = %e, "file store error");
+                ApiError::unavailable("the file store is unavailable")
+            }
+            StorageError::Corrupt(what) => ApiError::internal(what),
         }
     }
 }

@@ -5,7 +5,10 @@ use crate::auth;
 use crate::dataplane;
 use crate::invoker::{DEFAULT_MAX_CONCURRENCY_PER_APP, Invoker};
 use crate::recorder::Recorder;
-use crate::storage::Db;
+use crate::storage::files::{
+    BlobStore, DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_FILE_BYTES, FilesConfig,
+};
+use crate::storage::{Db, Dialect};
 use axum::Router;
 use axum::routing::get;
 use picloud_runtime::{Limits, Runtime, RuntimeConfig};
@@ -22,6 +25,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
 /// How often expired kv entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Orphan file blobs are swept every this many kv sweeps (and at start).
+const ORPHAN_SWEEP_EVERY: u64 = 10;
+/// Blobs and temp files younger than this may belong to a put in flight.
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
 /// Options of `picloud serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +52,16 @@ pub struct ServeArgs {
     /// Concurrent invocations per app; more are answered 429.
     #[arg(long, env = "PICLOUD_MAX_CONCURRENCY_PER_APP", default_value_t = DEFAULT_MAX_CONCURRENCY_PER_APP)]
     pub max_concurrency_per_app: u32,
+    /// Directory for file content. Default: {data-dir}/files with SQLite; in the
+    /// database with PostgreSQL (give a directory every node shares to keep it there).
+    #[arg(long, env = "PICLOUD_FILES_DIR")]
+    pub files_dir: Option<PathBuf>,
+    /// Largest file, in bytes.
+    #[arg(long, env = "PICLOUD_MAX_FILE_BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
+    pub max_file_bytes: u64,
+    /// Largest total of one app's files, in bytes.
+    #[arg(long, env = "PICLOUD_MAX_APP_FILES_BYTES", default_value_t = DEFAULT_MAX_APP_BYTES)]
+    pub max_app_files_bytes: u64,
 }
 
 impl ServeArgs {
@@ -57,6 +74,9 @@ impl ServeArgs {
             base_domain: DEFAULT_BASE_DOMAIN.into(),
             admin_token: None,
             max_concurrency_per_app: DEFAULT_MAX_CONCURRENCY_PER_APP,
+            files_dir: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_app_files_bytes: DEFAULT_MAX_APP_BYTES,
         }
     }
 }
@@ -94,6 +114,16 @@ impl Server {
             ),
         };
         let db = Db::open(&url).await?;
+        let blobs = match (&args.files_dir, db.dialect()) {
+            (Some(dir), _) => BlobStore::Disk(dir.clone()),
+            (None, Dialect::Sqlite) => BlobStore::Disk(args.data_dir.join("files")),
+            (None, Dialect::Postgres) => BlobStore::Database,
+        };
+        let db = db.with_files(FilesConfig {
+            blobs,
+            max_file_bytes: args.max_file_bytes,
+            max_app_bytes: args.max_app_files_bytes,
+        });
         auth::bootstrap_admin_token(&db, &args.data_dir, args.admin_token.as_deref()).await?;
 
         let runtime = Runtime::new(&RuntimeConfig {
@@ -117,12 +147,22 @@ impl Server {
 
         tokio::spawn(async move {
             let mut every = tokio::time::interval(SWEEP_INTERVAL);
+            let mut ticks: u64 = 0;
             loop {
                 every.tick().await;
                 match db.sweep_expired_kv().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(removed = n, "swept expired kv entries"),
                     Err(e) => tracing::warn!(error = %e, "kv sweep failed"),
+                }
+                let orphans_due = ticks.is_multiple_of(ORPHAN_SWEEP_EVERY);
+                ticks += 1;
+                if orphans_due {
+                    match db.sweep_orphan_blobs(ORPHAN_GRACE).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(removed = n, "swept orphan file blobs"),
+                        Err(e) => tracing::warn!(error = %e, "file blob sweep failed"),
+                    }
                 }
             }
         });

@@ -1,6 +1,7 @@
 //! Admin API `/api/v1`: JSON, bearer token. One module per resource, each with `router()`.
 
 mod apps;
+mod data;
 mod functions;
 mod invocations;
 mod routes;
@@ -18,6 +19,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(functions::router())
         .merge(routes::router())
         .merge(invocations::router())
+        .merge(data::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -31,20 +31,28 @@ impl KvService {
 }
 
 /// The one place where storage failures become guest-visible errors.
-fn guest_error(e: StorageError) -> GuestError {
+pub(crate) fn guest_error(e: StorageError) -> GuestError {
     match e {
         StorageError::Conflict => GuestError::Invalid("conflicting write".into()),
         StorageError::Contention(what) => {
             GuestError::Unavailable(format!("too much contention on {what}, retry"))
         }
         StorageError::Database(e) => {
-            tracing::error!(error = %e, "kv storage failed");
-            GuestError::Unavailable("kv storage is unavailable".into())
+            tracing::error!(error = %e, "storage failed");
+            GuestError::Unavailable("storage is unavailable".into())
+        }
+        StorageError::Io(e) => {
+            tracing::error!(error = %e, "file store failed");
+            GuestError::Unavailable("the file store is unavailable".into())
+        }
+        StorageError::Corrupt(what) => {
+            tracing::error!(%what, "stored data is corrupt");
+            GuestError::Internal("stored data is corrupt".into())
         }
     }
 }
 
-fn check_collection(collection: &str) -> Result<(), GuestError> {
+pub(crate) fn check_collection(collection: &str) -> Result<(), GuestError> {
     let valid = !collection.is_empty()
         && collection.len() <= MAX_COLLECTION_BYTES
         && collection
@@ -59,7 +67,7 @@ fn check_collection(collection: &str) -> Result<(), GuestError> {
     }
 }
 
-fn check_key(key: &str) -> Result<(), GuestError> {
+pub(crate) fn check_key(key: &str) -> Result<(), GuestError> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
         return Err(GuestError::Invalid(format!(
             "key must be 1-{MAX_KEY_BYTES} bytes, got {}",

@@ -4,6 +4,8 @@
 //! service then answers the guest's calls for that app only. Interfaces without a
 //! service yet answer `unavailable` through [`Unavailable`].
 
+pub mod docs;
+pub mod files;
 pub mod kv;
 pub mod script;
 
@@ -13,6 +15,8 @@ use picloud_runtime::{Sdk, Unavailable};
 /// The services of one invocation.
 pub struct HostSdk {
     kv: kv::KvService,
+    docs: docs::DocsService,
+    files: files::FilesService,
     script: script::ScriptService,
     unavailable: Unavailable,
 }
@@ -28,6 +32,8 @@ impl HostSdk {
     pub fn with_script(db: &Db, app_id: &str, main: Option<std::sync::Arc<str>>) -> Self {
         Self {
             kv: kv::KvService::new(db.clone(), app_id.to_owned()),
+            docs: docs::DocsService::new(db.clone(), app_id.to_owned()),
+            files: files::FilesService::new(db.clone(), app_id.to_owned()),
             script: script::ScriptService::new(db.clone(), app_id.to_owned(), main),
             unavailable: Unavailable,
         }
@@ -36,8 +42,8 @@ impl HostSdk {
 
 impl Sdk for HostSdk {
     type Kv = kv::KvService;
-    type Docs = Unavailable;
-    type Files = Unavailable;
+    type Docs = docs::DocsService;
+    type Files = files::FilesService;
     type Http = Unavailable;
     type Email = Unavailable;
     type Secrets = Unavailable;
@@ -49,11 +55,11 @@ impl Sdk for HostSdk {
     fn kv(&mut self) -> &mut kv::KvService {
         &mut self.kv
     }
-    fn docs(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn docs(&mut self) -> &mut docs::DocsService {
+        &mut self.docs
     }
-    fn files(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn files(&mut self) -> &mut files::FilesService {
+        &mut self.files
     }
     fn http(&mut self) -> &mut Unavailable {
         &mut self.unavailable

@@ -82,6 +82,17 @@ impl Db {
 
     /// Deletes an app and everything it owns; false when there is no such app.
     pub async fn delete_app(&self, name: &str) -> StorageResult<bool> {
+        // Declared docs indexes are partial indexes of the shared docs table: drop them
+        // first (their rows, like all the app's data, go with the app by cascade). The
+        // app's blob directory, if any, is removed by the orphan sweeper.
+        let app = sqlx::query("SELECT id FROM apps WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(row) = app {
+            let id: String = sqlx::Row::try_get(&row, "id")?;
+            self.docs_drop_app_indexes(&id).await?;
+        }
         let done = sqlx::query("DELETE FROM apps WHERE name = $1")
             .bind(name)
             .execute(&self.pool)

@@ -2,8 +2,10 @@
 //!
 //! Expired entries are invisible to every read at once and removed later by
 //! [`Db::sweep_expired_kv`]. Writers never lock: `set` is an upsert, `increment` an
-//! optimistic compare-and-swap on the row's `version`.
+//! optimistic compare-and-swap on the row's `version`. Every write records its change
+//! event in the same transaction (see [`super::changes`]).
 
+use super::changes::{self, Change, Source};
 use super::{Db, StorageError, StorageResult, now_ms};
 use sqlx::Row;
 
@@ -74,6 +76,7 @@ impl Db {
         value: &str,
         expires_at: Option<i64>,
     ) -> StorageResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO kv_entries (app_id, collection, key, value, version, expires_at, updated_at) \
              VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT (app_id, collection, key) DO UPDATE SET \
@@ -86,8 +89,17 @@ impl Db {
         .bind(value)
         .bind(expires_at)
         .bind(now_ms())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let change = Change {
+            source: Source::Kv,
+            op: "set",
+            collection,
+            key,
+            value: Some(value),
+        };
+        changes::record(&mut tx, app_id, change).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -98,15 +110,28 @@ impl Db {
         collection: &str,
         key: &str,
     ) -> StorageResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query("DELETE FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING expires_at")
             .bind(app_id)
             .bind(collection)
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else { return Ok(false) };
         let expires_at: Option<i64> = row.try_get("expires_at")?;
-        Ok(expires_at.is_none_or(|at| at > now_ms()))
+        let live = expires_at.is_none_or(|at| at > now_ms());
+        if live {
+            let change = Change {
+                source: Source::Kv,
+                op: "delete",
+                collection,
+                key,
+                value: None,
+            };
+            changes::record(&mut tx, app_id, change).await?;
+        }
+        tx.commit().await?;
+        Ok(live)
     }
 
     /// Up to `limit` live entries whose key starts with `prefix` and sorts after `after`,
@@ -167,6 +192,7 @@ impl Db {
                 .fetch_optional(&self.pool)
                 .await?;
             let Some(row) = row else {
+                let mut tx = self.pool.begin().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO kv_entries (app_id, collection, key, value, version, expires_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 1, NULL, $5) ON CONFLICT (app_id, collection, key) DO NOTHING",
@@ -176,9 +202,11 @@ impl Db {
                 .bind(key)
                 .bind(by.to_string())
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 1 {
+                    self.commit_increment(tx, app_id, collection, key, by)
+                        .await?;
                     return Ok(by);
                 }
                 continue;
@@ -196,6 +224,7 @@ impl Db {
                 0
             };
             let next = current.checked_add(by).ok_or(IncrementError::Overflow)?;
+            let mut tx = self.pool.begin().await?;
             let updated = sqlx::query(
                 "UPDATE kv_entries SET value = $1, version = version + 1, updated_at = $2, \
                  expires_at = CASE WHEN $3 = 1 THEN expires_at ELSE NULL END \
@@ -208,13 +237,37 @@ impl Db {
             .bind(collection)
             .bind(key)
             .bind(version)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
             if updated.rows_affected() == 1 {
+                self.commit_increment(tx, app_id, collection, key, next)
+                    .await?;
                 return Ok(next);
             }
         }
         Err(StorageError::Contention("kv increment").into())
+    }
+
+    /// Records the change event of a successful increment and commits.
+    async fn commit_increment(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        app_id: &str,
+        collection: &str,
+        key: &str,
+        value: i64,
+    ) -> StorageResult<()> {
+        let value = value.to_string();
+        let change = Change {
+            source: Source::Kv,
+            op: "increment",
+            collection,
+            key,
+            value: Some(&value),
+        };
+        changes::record(&mut tx, app_id, change).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Deletes expired entries; returns how many.

@@ -5,6 +5,10 @@
 //! [`Dialect`] switch where they differ. The same storage test suite runs on both.
 
 mod apps;
+pub mod changes;
+pub mod docs;
+pub mod docs_query;
+pub mod files;
 mod functions;
 mod invocations;
 pub mod kv;
@@ -43,6 +47,12 @@ pub enum StorageError {
     /// Concurrent writers kept winning; the caller may retry.
     #[error("too much contention on {0}")]
     Contention(&'static str),
+    /// Stored data is not what it must be (a host bug or outside tampering).
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The file store failed (disk I/O).
+    #[error("file store error: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Result of storage calls.
@@ -53,6 +63,7 @@ pub type StorageResult<T> = Result<T, StorageError>;
 pub struct Db {
     pool: AnyPool,
     dialect: Dialect,
+    files: std::sync::Arc<files::FilesConfig>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -101,7 +112,11 @@ impl Db {
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
-        Ok(Self { pool, dialect })
+        Ok(Self {
+            pool,
+            dialect,
+            files: Default::default(),
+        })
     }
 
     /// The dialect behind the pool.

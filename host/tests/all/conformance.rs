@@ -6,10 +6,15 @@
 
 use crate::support::{Backend, TestDb};
 use picloud::services::HostSdk;
-use picloud::services::kv::KvService;
-use picloud_rhai_shim::{Host, KvPage, LogLevel, RuntimeInfo, SdkError, SdkResult};
+use picloud_rhai_shim::{
+    Document, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, RuntimeInfo, SdkError,
+    SdkResult,
+};
+use picloud_runtime::docs::Host as _;
+use picloud_runtime::files::Host as _;
 use picloud_runtime::kv::Host as _;
 use picloud_runtime::{Answer, GuestError, Invocation, Limits, RunError, Runtime, RuntimeConfig};
+use picloud_runtime::{Sdk as _, docs, files};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -19,8 +24,6 @@ use std::sync::Arc;
 /// in-memory host models them), on the clock or randomness, on modules, or on log
 /// capture; they are covered by the native corpus test only.
 const OUT_OF_SCOPE: &[&str] = &[
-    "docs::",
-    "files::",
     "http::",
     "email::",
     "secrets::",
@@ -126,26 +129,41 @@ fn request_of(source: &str) -> picloud_rhai_shim::Request {
     request
 }
 
-/// The shim library's `Host`, answering kv through the server's own kv service.
+/// The shim library's `Host`, answering kv, docs and files through the server's own
+/// services.
 struct NativeHost {
-    kv: RefCell<KvService>,
+    sdk: RefCell<HostSdk>,
     runtime: tokio::runtime::Handle,
 }
 
+fn sdk_error(error: GuestError) -> SdkError {
+    match error {
+        GuestError::NotFound => SdkError::NotFound,
+        GuestError::Invalid(m) => SdkError::Invalid(m),
+        GuestError::Denied(m) => SdkError::Denied(m),
+        GuestError::Limit(m) => SdkError::Limit(m),
+        GuestError::Unavailable(m) => SdkError::Unavailable(m),
+        GuestError::Internal(m) => SdkError::Internal(m),
+    }
+}
+
+fn file_stat(s: picloud_runtime::files::Stat) -> FileStat {
+    FileStat {
+        path: s.path,
+        size: s.size,
+        content_type: s.content_type,
+        sha256: s.sha256,
+        modified: s.modified,
+    }
+}
+
 impl NativeHost {
-    fn call<T>(&self, call: impl AsyncFnOnce(&mut KvService) -> Answer<T>) -> SdkResult<T> {
-        let mut kv = self.kv.borrow_mut();
-        let answer = tokio::task::block_in_place(|| self.runtime.block_on(call(&mut kv)));
+    fn call<T>(&self, call: impl AsyncFnOnce(&mut HostSdk) -> Answer<T>) -> SdkResult<T> {
+        let mut sdk = self.sdk.borrow_mut();
+        let answer = tokio::task::block_in_place(|| self.runtime.block_on(call(&mut sdk)));
         match answer {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(match error {
-                GuestError::NotFound => SdkError::NotFound,
-                GuestError::Invalid(m) => SdkError::Invalid(m),
-                GuestError::Denied(m) => SdkError::Denied(m),
-                GuestError::Limit(m) => SdkError::Limit(m),
-                GuestError::Unavailable(m) => SdkError::Unavailable(m),
-                GuestError::Internal(m) => SdkError::Internal(m),
-            }),
+            Ok(Err(error)) => Err(sdk_error(error)),
             Err(trap) => Err(SdkError::Internal(trap.to_string())),
         }
     }
@@ -153,13 +171,13 @@ impl NativeHost {
 
 impl Host for NativeHost {
     fn kv_get(&self, c: &str, k: &str) -> SdkResult<Option<String>> {
-        self.call(async |kv| kv.get(c.into(), k.into()).await)
+        self.call(async |sdk| sdk.kv().get(c.into(), k.into()).await)
     }
     fn kv_set(&self, c: &str, k: &str, v: &str, ttl_ms: Option<u64>) -> SdkResult<()> {
-        self.call(async |kv| kv.set(c.into(), k.into(), v.into(), ttl_ms).await)
+        self.call(async |sdk| sdk.kv().set(c.into(), k.into(), v.into(), ttl_ms).await)
     }
     fn kv_delete(&self, c: &str, k: &str) -> SdkResult<bool> {
-        self.call(async |kv| kv.delete(c.into(), k.into()).await)
+        self.call(async |sdk| sdk.kv().delete(c.into(), k.into()).await)
     }
     fn kv_list(
         &self,
@@ -168,8 +186,9 @@ impl Host for NativeHost {
         cursor: Option<&str>,
         limit: Option<u32>,
     ) -> SdkResult<KvPage> {
-        let page = self.call(async |kv| {
-            kv.list(c.into(), prefix.into(), cursor.map(Into::into), limit)
+        let page = self.call(async |sdk| {
+            sdk.kv()
+                .list(c.into(), prefix.into(), cursor.map(Into::into), limit)
                 .await
         })?;
         Ok(KvPage {
@@ -178,7 +197,78 @@ impl Host for NativeHost {
         })
     }
     fn kv_increment(&self, c: &str, k: &str, by: i64) -> SdkResult<i64> {
-        self.call(async |kv| kv.increment(c.into(), k.into(), by).await)
+        self.call(async |sdk| sdk.kv().increment(c.into(), k.into(), by).await)
+    }
+    fn docs_insert(&self, c: &str, id: Option<&str>, body: &str) -> SdkResult<String> {
+        self.call(async |sdk| {
+            sdk.docs()
+                .insert(c.into(), id.map(Into::into), body.into())
+                .await
+        })
+    }
+    fn docs_get(&self, c: &str, id: &str) -> SdkResult<Option<String>> {
+        self.call(async |sdk| docs::Host::get(sdk.docs(), c.into(), id.into()).await)
+    }
+    fn docs_replace(&self, c: &str, id: &str, body: &str) -> SdkResult<()> {
+        self.call(async |sdk| sdk.docs().replace(c.into(), id.into(), body.into()).await)
+    }
+    fn docs_patch(&self, c: &str, id: &str, patch: &str) -> SdkResult<String> {
+        self.call(async |sdk| sdk.docs().patch(c.into(), id.into(), patch.into()).await)
+    }
+    fn docs_delete(&self, c: &str, id: &str) -> SdkResult<bool> {
+        self.call(async |sdk| docs::Host::delete(sdk.docs(), c.into(), id.into()).await)
+    }
+    fn docs_find(&self, c: &str, query: &str, options: &FindOptions) -> SdkResult<Vec<Document>> {
+        let options = docs::FindOptions {
+            sort: options.sort.clone(),
+            limit: options.limit,
+            skip: options.skip,
+        };
+        let found =
+            self.call(async |sdk| sdk.docs().find(c.into(), query.into(), options).await)?;
+        Ok(found
+            .into_iter()
+            .map(|d| Document {
+                id: d.id,
+                body: d.body,
+            })
+            .collect())
+    }
+    fn docs_count(&self, c: &str, query: &str) -> SdkResult<u64> {
+        self.call(async |sdk| sdk.docs().count(c.into(), query.into()).await)
+    }
+    fn files_put(&self, path: &str, content: &[u8], content_type: &str) -> SdkResult<FileStat> {
+        self.call(async |sdk| {
+            sdk.files()
+                .put(path.into(), content.to_vec(), content_type.into())
+                .await
+        })
+        .map(file_stat)
+    }
+    fn files_get(&self, path: &str) -> SdkResult<Option<(FileStat, Vec<u8>)>> {
+        let found = self.call(async |sdk| files::Host::get(sdk.files(), path.into()).await)?;
+        Ok(found.map(|(s, bytes)| (file_stat(s), bytes)))
+    }
+    fn files_head(&self, path: &str) -> SdkResult<Option<FileStat>> {
+        let found = self.call(async |sdk| sdk.files().head(path.into()).await)?;
+        Ok(found.map(file_stat))
+    }
+    fn files_delete(&self, path: &str) -> SdkResult<bool> {
+        self.call(async |sdk| files::Host::delete(sdk.files(), path.into()).await)
+    }
+    fn files_list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: Option<u32>,
+    ) -> SdkResult<FilePage> {
+        let page = self.call(async |sdk| {
+            files::Host::list(sdk.files(), prefix.into(), cursor.map(Into::into), limit).await
+        })?;
+        Ok(FilePage {
+            files: page.files.into_iter().map(file_stat).collect(),
+            cursor: page.cursor,
+        })
     }
     fn log(&self, _: LogLevel, _: &str, _: Option<&str>) {}
     fn runtime_info(&self) -> RuntimeInfo {
@@ -201,6 +291,30 @@ impl Host for NativeHost {
 
 /// Status, headers and body, or the error message.
 type Answered = Result<(u16, Vec<(String, String)>, Vec<u8>), String>;
+
+/// `body` with every generated id (a uuid, 36 characters) replaced by `<id>`: ids are
+/// random, so two runs of a script that inserts a document answer different ids.
+fn mask_ids(body: Vec<u8>) -> Vec<u8> {
+    let is_uuid = |w: &[u8]| {
+        w.len() == 36
+            && w.iter().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => *b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    };
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if i + 36 <= body.len() && is_uuid(&body[i..i + 36]) {
+            out.extend_from_slice(b"<id>");
+            i += 36;
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    out
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
@@ -230,7 +344,7 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .unwrap();
 
         let host = Rc::new(NativeHost {
-            kv: RefCell::new(KvService::new(db.clone(), native_app.id)),
+            sdk: RefCell::new(HostSdk::new(&db, &native_app.id)),
             runtime: tokio::runtime::Handle::current(),
         });
         let engine = picloud_rhai_shim::build_engine(host);
@@ -238,7 +352,7 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .and_then(|ast| {
                 picloud_rhai_shim::run(&engine, &ast, &case.request).map_err(|e| e.message)
             })
-            .map(|r| (r.status, r.headers, r.body));
+            .map(|r| (r.status, r.headers, mask_ids(r.body)));
 
         let r = &case.request;
         let request = picloud_runtime::Request {
@@ -261,7 +375,7 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .invoke(&shim, invocation, request, Limits::default(), sdk)
             .await;
         let in_sandbox: Answered = match outcome.result {
-            Ok(r) => Ok((r.status, r.headers, r.body)),
+            Ok(r) => Ok((r.status, r.headers, mask_ids(r.body))),
             Err(RunError::Failed(message)) => Err(message
                 .strip_prefix("the function returned an error: internal: ")
                 .unwrap_or(&message)

@@ -1,0 +1,121 @@
+//! The change-event outbox: every kv, docs and files write inserts one row here in the
+//! write's own transaction, so an event exists exactly when its write committed. The
+//! trigger dispatcher (a later issue) consumes rows in `seq` order and stamps
+//! `dispatched_at`.
+
+use super::{Db, StorageResult, now_ms};
+use sqlx::{AnyConnection, Row};
+
+/// Which SDK interface wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `picloud:sdk/kv`.
+    Kv,
+    /// `picloud:sdk/docs`.
+    Docs,
+    /// `picloud:sdk/files`.
+    Files,
+}
+
+impl Source {
+    /// The name stored in `change_events.source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kv => "kv",
+            Self::Docs => "docs",
+            Self::Files => "files",
+        }
+    }
+}
+
+/// One write, as recorded: `op` is `set`, `increment` or `delete` for kv; `insert`,
+/// `replace`, `patch` or `delete` for docs; `put` or `delete` for files (whose
+/// collection is empty and key is the path). `value` is the new value as JSON text (the
+/// document, or the file's metadata), absent for deletions.
+pub struct Change<'a> {
+    /// The interface that wrote.
+    pub source: Source,
+    /// What it did.
+    pub op: &'a str,
+    /// The collection (empty for files).
+    pub collection: &'a str,
+    /// The key, document id or file path.
+    pub key: &'a str,
+    /// The new value as JSON text; none for deletions.
+    pub value: Option<&'a str>,
+}
+
+/// A recorded change event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChangeEvent {
+    /// Position in the outbox; increases with every write.
+    pub seq: i64,
+    /// `kv`, `docs` or `files`.
+    pub source: String,
+    /// See [`Change`].
+    pub op: String,
+    /// The collection (empty for files).
+    pub collection: String,
+    /// The key, document id or file path.
+    pub key: String,
+    /// The new value as JSON text; none for deletions.
+    pub value: Option<String>,
+    /// When it was written (ms since the Unix epoch).
+    pub created_at: i64,
+}
+
+/// Inserts the event of `change` for app `app_id` on `conn`, which must be inside the
+/// write's transaction.
+pub(super) async fn record(
+    conn: &mut AnyConnection,
+    app_id: &str,
+    change: Change<'_>,
+) -> StorageResult<()> {
+    sqlx::query(
+        "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(app_id)
+    .bind(change.source.as_str())
+    .bind(change.op)
+    .bind(change.collection)
+    .bind(change.key)
+    .bind(change.value)
+    .bind(now_ms())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+impl Db {
+    /// The change events of `app_id` after `after_seq`, oldest first, at most `limit`.
+    pub async fn change_events(
+        &self,
+        app_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> StorageResult<Vec<ChangeEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, source, op, collection, key, value, created_at FROM change_events \
+             WHERE app_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(app_id)
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChangeEvent {
+                    seq: r.try_get("seq")?,
+                    source: r.try_get("source")?,
+                    op: r.try_get("op")?,
+                    collection: r.try_get("collection")?,
+                    key: r.try_get("key")?,
+                    value: r.try_get("value")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
