@@ -349,6 +349,12 @@ fn url_path(path: &str) -> String {
         .join("/")
 }
 
+/// The normal form of a file path, checked here so that `..` is refused with the
+/// server's message instead of being resolved away by URL normalisation.
+fn file_path(path: &str) -> anyhow::Result<String> {
+    crate::storage::files::normalize_path(path).map_err(|e| anyhow!(e))
+}
+
 async fn files(client: &Client, json: bool, command: FilesCommand) -> anyhow::Result<()> {
     match command {
         FilesCommand::List { app, prefix } => {
@@ -392,6 +398,7 @@ async fn files(client: &Client, json: bool, command: FilesCommand) -> anyhow::Re
             });
         }
         FilesCommand::Get { app, path, output } => {
+            let path = file_path(&path)?;
             let response = client
                 .raw(
                     reqwest::Method::GET,
@@ -426,6 +433,7 @@ async fn files(client: &Client, json: bool, command: FilesCommand) -> anyhow::Re
             file,
             content_type,
         } => {
+            let path = file_path(&path)?;
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let response = client
@@ -454,6 +462,7 @@ async fn files(client: &Client, json: bool, command: FilesCommand) -> anyhow::Re
             });
         }
         FilesCommand::Delete { app, path } => {
+            let path = file_path(&path)?;
             client
                 .send(
                     reqwest::Method::DELETE,

@@ -268,3 +268,64 @@ async fn cli_errors_are_one_clear_line() {
     assert!(bad_route.contains("must start with '/'"), "{bad_route}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_indexes_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let url = server.url.as_str();
+    let run = |args: &'static [&'static str]| picloud(url, Some(TOKEN), args);
+    stdout(&run(&["apps", "create", "shop"]).await);
+
+    let local = dir.path().join("report.csv");
+    std::fs::write(&local, "a,b\n1,2\n").unwrap();
+    let local_s: &'static str = Box::leak(local.display().to_string().into_boxed_str());
+    let args: &'static [&'static str] = Box::leak(Box::new([
+        "files",
+        "put",
+        "shop",
+        "reports/q3 ü.csv",
+        local_s,
+        "--content-type",
+        "text/csv",
+    ]));
+    let put = stdout(&run(args).await);
+    assert!(put.starts_with("stored reports/q3 ü.csv (8 bytes"), "{put}");
+
+    let listed = stdout(&run(&["files", "list", "shop", "--prefix", "reports/", "--json"]).await);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed[0]["path"], "reports/q3 ü.csv");
+    assert_eq!(listed[0]["content_type"], "text/csv");
+
+    let got = stdout(&run(&["files", "get", "shop", "reports/q3 ü.csv"]).await);
+    assert_eq!(got, "a,b\n1,2\n");
+    let missing = failure(&run(&["files", "get", "shop", "nope.txt"]).await);
+    assert!(missing.contains("no file"), "{missing}");
+    let escape = failure(&run(&["files", "get", "shop", "../x"]).await);
+    assert!(escape.contains(".."), "{escape}");
+    assert_eq!(
+        stdout(&run(&["files", "delete", "shop", "reports/q3 ü.csv"]).await).trim(),
+        "deleted reports/q3 ü.csv"
+    );
+    assert_eq!(
+        stdout(&run(&["files", "list", "shop"]).await).trim(),
+        "app shop has no files"
+    );
+
+    assert_eq!(
+        stdout(&run(&["indexes", "create", "shop", "orders", "customer.id"]).await).trim(),
+        "indexed orders.customer.id"
+    );
+    assert_eq!(
+        stdout(&run(&["indexes", "list", "shop"]).await).trim(),
+        "orders customer.id"
+    );
+    let bad = failure(&run(&["indexes", "create", "shop", "orders", "a b"]).await);
+    assert!(bad.contains("invalid field path"), "{bad}");
+    stdout(&run(&["indexes", "delete", "shop", "orders", "customer.id"]).await);
+    assert_eq!(
+        stdout(&run(&["indexes", "list", "shop"]).await).trim(),
+        "app shop has no indexes"
+    );
+    server.stop().await;
+}

@@ -126,6 +126,7 @@ async fn the_todo_example_creates_lists_gets_and_deletes() {
         ("GET", "/todos"),
         ("POST", "/todos"),
         ("GET", "/todos/:id"),
+        ("PATCH", "/todos/:id"),
         ("DELETE", "/todos/:id"),
     ] {
         route(&server, "demo", method, path, "todos").await;
@@ -141,7 +142,7 @@ async fn the_todo_example_creates_lists_gets_and_deletes() {
     assert_eq!(created.status(), 201);
     assert_eq!(
         created.json::<Value>().await.unwrap(),
-        json!({ "id": "1", "title": "write tests", "done": false })
+        json!({ "id": "1", "n": 1, "title": "write tests", "done": false })
     );
     server
         .http
@@ -163,6 +164,32 @@ async fn the_todo_example_creates_lists_gets_and_deletes() {
     assert_eq!(list.as_array().unwrap().len(), 2);
     let one: Value = server.get("/fn/demo/todos/2").await.json().await.unwrap();
     assert_eq!(one["title"], "ship");
+    let patched = server
+        .http
+        .patch(format!("{url}/2"))
+        .json(&json!({ "done": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    assert_eq!(patched.json::<Value>().await.unwrap()["done"], true);
+    let done: Value = server
+        .get("/fn/demo/todos?done=true")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        json!([{ "id": "2", "n": 2, "title": "ship", "done": true }])
+    );
+    let open: Value = server
+        .get("/fn/demo/todos?done=false")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(open[0]["title"], "write tests");
     assert_eq!(
         server
             .http
@@ -175,7 +202,10 @@ async fn the_todo_example_creates_lists_gets_and_deletes() {
     );
     assert_eq!(server.get("/fn/demo/todos/1").await.status(), 404);
     let list: Value = server.get("/fn/demo/todos").await.json().await.unwrap();
-    assert_eq!(list, json!([{ "id": "2", "title": "ship", "done": false }]));
+    assert_eq!(
+        list,
+        json!([{ "id": "2", "n": 2, "title": "ship", "done": true }])
+    );
 
     let logs = server
         .admin(Method::GET, "/apps/demo/invocations?limit=100", None)
