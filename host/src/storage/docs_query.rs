@@ -201,6 +201,15 @@ pub fn compile_sort(dialect: Dialect, sort: &[String]) -> Result<String, QueryEr
     Ok(keys.join(", "))
 }
 
+/// Which sides of a range the operators on one field bound, per operand type.
+#[derive(Clone, Copy)]
+struct Sides {
+    number_low: bool,
+    number_high: bool,
+    text_low: bool,
+    text_high: bool,
+}
+
 struct Compiler {
     dialect: Dialect,
     next: usize,
@@ -325,12 +334,26 @@ impl Compiler {
                 return self.equals(path, literal, "equality");
             }
         };
+        // Which sides of a range the operators bound themselves, per operand type.
+        let bounds = |ops: [&str; 2], is_type: fn(&Value) -> bool| {
+            operators
+                .iter()
+                .any(|(op, v)| ops.contains(&op.as_str()) && is_type(v))
+        };
+        let sides = Sides {
+            number_low: bounds(["$gt", "$gte"], Value::is_number),
+            number_high: bounds(["$lt", "$lte"], Value::is_number),
+            text_low: bounds(["$gt", "$gte"], Value::is_string),
+            text_high: bounds(["$lt", "$lte"], Value::is_string),
+        };
         let mut parts = Vec::new();
         for (op, operand_value) in operators {
             self.count()?;
             let at = format!("{}: {op}", path.dotted());
             let sql = match op.as_str() {
-                "$gt" | "$gte" | "$lt" | "$lte" => self.compare(path, op, operand_value, &at)?,
+                "$gt" | "$gte" | "$lt" | "$lte" => {
+                    self.compare(path, op, operand_value, &at, sides)?
+                }
                 "$ne" => {
                     let eq = self.equals(path, operand_value, &at)?;
                     negate(&eq)
@@ -414,6 +437,7 @@ impl Compiler {
         op: &str,
         value: &Value,
         at: &str,
+        sides: Sides,
     ) -> Result<String, QueryError> {
         let sql_op = match op {
             "$gt" => ">",
@@ -423,29 +447,31 @@ impl Compiler {
         };
         let ty = path.type_expr(self.dialect);
         let val = path.value_expr(self.dialect);
-        // SQLite: the other side of the range is bounded too, by where the operand's type
-        // ends in SQLite's order of values (numbers < text < blobs). It changes no answer
-        // but makes the condition a two-sided range, which the planner prices low enough
-        // to pick a declared index over the primary key.
+        // SQLite: when the query bounds only one side of the range, the other side is
+        // bounded too, by where the operand's type ends in SQLite's order of values
+        // (numbers < text < blobs). It changes no answer but makes the condition a
+        // two-sided range, which the planner prices low enough to pick a declared index
+        // over the primary key. (With both sides given, an extra bound could be picked
+        // instead of the real one, so none is added.)
         let upward = sql_op.starts_with('>');
         Ok(match (self.dialect, value) {
             (Dialect::Sqlite, Value::Number(n)) => {
                 let p = self.bind_number(n);
-                let bound = if upward {
-                    format!("{val} < ''")
-                } else {
-                    format!("{val} >= -9e999")
+                let bound = match (upward, sides.number_low, sides.number_high) {
+                    (true, _, false) => format!(" AND {val} < ''"),
+                    (false, false, _) => format!(" AND {val} >= -9e999"),
+                    _ => String::new(),
                 };
-                format!("({ty} IN ('integer', 'real') AND {val} {sql_op} {p} AND {bound})")
+                format!("({ty} IN ('integer', 'real') AND {val} {sql_op} {p}{bound})")
             }
             (Dialect::Sqlite, Value::String(s)) => {
                 let p = self.bind(Param::Text(s.clone()));
-                let bound = if upward {
-                    format!("{val} < x''")
-                } else {
-                    format!("{val} >= ''")
+                let bound = match (upward, sides.text_low, sides.text_high) {
+                    (true, _, false) => format!(" AND {val} < x''"),
+                    (false, false, _) => format!(" AND {val} >= ''"),
+                    _ => String::new(),
                 };
-                format!("({ty} = 'text' AND {val} {sql_op} {p} AND {bound})")
+                format!("({ty} = 'text' AND {val} {sql_op} {p}{bound})")
             }
             (Dialect::Postgres, Value::Number(n)) => {
                 let p = self.bind_number(n);
