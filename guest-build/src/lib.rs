@@ -1,5 +1,5 @@
-//! Used from `build.rs` files: builds workspace guest crates for wasm32-wasip2 (release,
-//! no debug info) in a target directory of their own beside the workspace's, so the
+//! Used from `build.rs` files: builds workspace guest crates for wasm32-wasip2 (the
+//! workspace's `guest` profile: release with fat LTO and one codegen unit, no debug info) in a target directory of their own beside the workspace's, so the
 //! nested cargo never waits on the outer one's lock, and returns the `.wasm` paths.
 //!
 //! Lifecycle: call [`build`] once per build script run; it prints the
@@ -37,9 +37,13 @@ pub fn build(packages: &[(&str, &str)], watched: &[&str]) -> Vec<PathBuf> {
         .join("wasm-guests");
 
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo
-        .current_dir(&workspace)
-        .args(["build", "--release", "--target", "wasm32-wasip2"]);
+    cargo.current_dir(&workspace).args([
+        "build",
+        "--profile",
+        "guest",
+        "--target",
+        "wasm32-wasip2",
+    ]);
     for (package, _) in packages {
         cargo.args(["-p", package]);
     }
@@ -65,7 +69,7 @@ pub fn build(packages: &[(&str, &str)], watched: &[&str]) -> Vec<PathBuf> {
         .iter()
         .map(|(_, stem)| {
             let path = target_dir
-                .join("wasm32-wasip2/release")
+                .join("wasm32-wasip2/guest")
                 .join(format!("{stem}.wasm"));
             assert!(path.exists(), "{} was not built", path.display());
             path

@@ -47,8 +47,12 @@ pub const HANDLER_EXPORT: &str = "picloud:sdk/handler@0.1.0";
 /// How often the epoch ticker advances; wall-clock limits are checked at this grain.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of each pooled memory kept mapped between instances (see `Runtime::new`): a
-/// Rust guest's stack and early heap live in its first megabytes.
-const KEEP_RESIDENT_BYTES: usize = 4 * 1024 * 1024;
+/// Rust guest's stack and early heap live in its first megabytes, and the Rhai shim's
+/// snapshot holds the interpreter and the parsed script in its first ~5 MiB with its
+/// per-request heap above. Only pages an instance touched are reset (and stay
+/// resident), so a small guest costs little; measured: 4 → 32 MiB took the Rhai
+/// handler from 9,100 to 10,300 requests/s.
+const KEEP_RESIDENT_BYTES: usize = 32 * 1024 * 1024;
 /// Guest wasm stack: deep enough for real programs, small enough that unbounded
 /// recursion ends quickly with a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1024 * 1024;
