@@ -80,29 +80,44 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
+        // Many rows per statement: with SQLite every statement is a round trip to the
+        // connection's thread, so one per row cost a thread switch per invocation.
+        const ROWS: usize = 64;
+        const COLUMNS: usize = 14;
         let mut tx = self.pool.begin().await?;
-        for (app_id, r) in batch {
-            sqlx::query(
+        for chunk in batch.chunks(ROWS) {
+            let mut sql = String::from(
                 "INSERT INTO invocations (id, app_id, function_name, version, trigger_kind, status, http_status, \
-                 error_code, error_message, fuel_used, duration_us, peak_memory, started_at, logs) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(&r.id)
-            .bind(app_id)
-            .bind(&r.function)
-            .bind(r.version)
-            .bind(&r.trigger)
-            .bind(&r.status)
-            .bind(r.http_status)
-            .bind(r.error_code.as_deref())
-            .bind(r.error_message.as_deref())
-            .bind(r.fuel_used)
-            .bind(r.duration_us)
-            .bind(r.peak_memory)
-            .bind(r.started_at)
-            .bind(serde_json::to_string(&r.logs).expect("log lines serialise"))
-            .execute(&mut *tx)
-            .await?;
+                 error_code, error_message, fuel_used, duration_us, peak_memory, started_at, logs) VALUES ",
+            );
+            for row in 0..chunk.len() {
+                sql.push_str(if row == 0 { "(" } else { ", (" });
+                let placeholders: Vec<String> = (1..=COLUMNS)
+                    .map(|column| format!("${}", row * COLUMNS + column))
+                    .collect();
+                sql.push_str(&placeholders.join(", "));
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT (id) DO NOTHING");
+            let mut query = sqlx::query(&sql);
+            for (app_id, r) in chunk {
+                query = query
+                    .bind(&r.id)
+                    .bind(app_id)
+                    .bind(&r.function)
+                    .bind(r.version)
+                    .bind(&r.trigger)
+                    .bind(&r.status)
+                    .bind(r.http_status)
+                    .bind(r.error_code.as_deref())
+                    .bind(r.error_message.as_deref())
+                    .bind(r.fuel_used)
+                    .bind(r.duration_us)
+                    .bind(r.peak_memory)
+                    .bind(r.started_at)
+                    .bind(serde_json::to_string(&r.logs).expect("log lines serialise"));
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

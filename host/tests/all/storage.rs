@@ -420,6 +420,19 @@ async fn invocation_records_list_newest_first_with_filters(backend: Backend) {
         .pop()
         .unwrap();
     assert_eq!(first.logs[0].message, "line 1");
+    // A batch larger than one multi-row statement, with a record already stored: every
+    // new record lands once.
+    let big: Vec<_> = (1..=150)
+        .map(|n| (ids[0].clone(), record(n, "h", "ok")))
+        .collect();
+    db.insert_invocations(&big).await.unwrap();
+    let all = list(InvocationFilter {
+        limit: Some(1000),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(all.len(), 150);
+    assert_eq!(all.first().map(String::as_str), Some("0000-0150"));
 }
 
 async fn the_kv_service_refuses_bad_input_with_invalid_errors(backend: Backend) {
