@@ -28,7 +28,8 @@ impl Source {
     }
 }
 
-/// One write, as recorded: `op` is `set`, `increment` or `delete` for kv; `insert`,
+/// One write, as recorded: `op` is `set`, `increment` or `delete` for kv (and `expire`
+/// when the sweeper removes an entry past its TTL); `insert`,
 /// `replace`, `patch` or `delete` for docs; `put` or `delete` for files (whose
 /// collection is empty and key is the path). `value` is the new value as JSON text (the
 /// document, or the file's metadata), absent for deletions.

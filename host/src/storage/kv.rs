@@ -270,14 +270,45 @@ impl Db {
         Ok(())
     }
 
-    /// Deletes expired entries; returns how many.
+    /// Deletes expired entries, recording an `expire` change event for each in the same
+    /// transaction; returns how many.
     pub async fn sweep_expired_kv(&self) -> StorageResult<u64> {
-        let done =
-            sqlx::query("DELETE FROM kv_entries WHERE expires_at IS NOT NULL AND expires_at <= $1")
-                .bind(now_ms())
-                .execute(&self.pool)
+        let now = now_ms();
+        let removed = match self.dialect {
+            // One statement: the rows deleted are exactly the rows recorded.
+            super::Dialect::Postgres => sqlx::query(
+                "WITH gone AS (DELETE FROM kv_entries WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                 RETURNING app_id, collection, key) \
+                 INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
+                 SELECT app_id, 'kv', 'expire', collection, key, NULL, $1 FROM gone",
+            )
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected(),
+            // The first statement takes SQLite's write lock, so no writer can come between
+            // the two.
+            super::Dialect::Sqlite => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
+                     SELECT app_id, 'kv', 'expire', collection, key, NULL, $1 FROM kv_entries \
+                     WHERE expires_at IS NOT NULL AND expires_at <= $1",
+                )
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected())
+                let done = sqlx::query(
+                    "DELETE FROM kv_entries WHERE expires_at IS NOT NULL AND expires_at <= $1",
+                )
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                done.rows_affected()
+            }
+        };
+        Ok(removed)
     }
 }
 

@@ -157,6 +157,15 @@ async fn kv_entries_past_their_ttl_are_invisible_and_swept(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(db.sweep_expired_kv().await.unwrap(), 1);
+    // The sweep records what it removed, as `expire` change events.
+    let events = db.change_events(a, 0, 100).await.unwrap();
+    let expired: Vec<_> = events
+        .iter()
+        .filter(|e| e.op == "expire")
+        .map(|e| (e.source.as_str(), e.collection.as_str(), e.key.as_str()))
+        .collect();
+    assert_eq!(expired, [("kv", "c", "gone3")]);
+    assert_eq!(db.sweep_expired_kv().await.unwrap(), 0);
 }
 
 async fn kv_increment_counts_from_zero_and_refuses_non_integers(backend: Backend) {
