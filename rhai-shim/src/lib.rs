@@ -49,6 +49,12 @@ mod sdk;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
+/// In the sandbox the interpreter allocates for every value and call; Talc is faster
+/// than the default wasm allocator (dlmalloc). Measured on fib(20) in the shim.
+#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub use engine::{
     DEFAULT_MAX_ARRAY_SIZE, DEFAULT_MAX_CALL_LEVELS, DEFAULT_MAX_EXPR_DEPTH,
     DEFAULT_MAX_FUNCTION_EXPR_DEPTH, DEFAULT_MAX_MAP_SIZE, DEFAULT_MAX_MODULES,
