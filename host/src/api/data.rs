@@ -12,7 +12,7 @@ use crate::services::files::content_type_of;
 use crate::storage::changes::ChangeEvent;
 use crate::storage::docs::{DocIndex, DocsError};
 use crate::storage::files::{FileStat, FilesError, normalize_path};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::Value;
 
-/// Largest upload through the admin API; the file store's own cap applies too.
+/// Largest upload through the admin API, before the file store's own cap (checked
+/// while reading the body) applies.
 const MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Routes of this resource.
@@ -198,10 +199,21 @@ async fn upload(
     State(state): State<AppState>,
     Path((app, path)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> ApiResult<(StatusCode, Json<FileStat>)> {
     let app = existing_app(&state, &app).await?;
     let path = path_of(&path)?;
+    // Read at most one byte more than a file may hold: a bigger upload is refused
+    // without being buffered whole.
+    let max = state.db.files_config().max_file_bytes;
+    let limit = usize::try_from(max.saturating_add(1)).unwrap_or(usize::MAX);
+    let body: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the file is larger than the limit of {max} bytes per file"),
+        )
+    })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

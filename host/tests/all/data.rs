@@ -1109,6 +1109,13 @@ mod through_the_server {
             .await
             .unwrap();
         assert_eq!(uploaded.status(), 201);
+        let too_big = server
+            .api(Method::PUT, "/apps/notes/files/big.bin")
+            .body(vec![0u8; 10 * 1024 * 1024 + 1])
+            .send()
+            .await
+            .unwrap();
+        assert_error(too_big, 413, "payload_too_large").await;
         let escape = server
             .api(Method::PUT, "/apps/notes/files/a%2F..%2F..%2Fx")
             .body("x")
