@@ -3,14 +3,22 @@
 //! Lifecycle: [`Recorder::start`] spawns one writer task; [`Recorder::record`] queues a
 //! record without waiting; [`Recorder::flush`] waits until everything queued before it
 //! is in the database (readers of the invocation list call it first).
+//!
+//! A batch is written when it is full, when a flush asks for it, or [`LINGER`] after its
+//! first record: under load that is a few transactions a second instead of one per
+//! handful of requests (each commit is an fsync with SQLite's `synchronous=FULL`).
 
 use crate::storage::{Db, InvocationRecord};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// Records queued beyond this are dropped (with a warning) rather than slowing requests.
 const QUEUE_CAPACITY: usize = 10_000;
 /// At most this many records per transaction.
 const MAX_BATCH: usize = 500;
+/// How long a batch waits for more records after its first one.
+pub const LINGER: Duration = Duration::from_millis(100);
 
 enum Message {
     Record(Box<(String, InvocationRecord)>),
@@ -31,14 +39,25 @@ impl Recorder {
             let mut batch = Vec::new();
             let mut waiters = Vec::new();
             while let Some(first) = rx.recv().await {
+                let deadline = Instant::now() + LINGER;
                 let mut next = Some(first);
-                while let Some(message) = next.take() {
-                    match message {
-                        Message::Record(r) => batch.push(*r),
-                        Message::Flush(done) => waiters.push(done),
+                loop {
+                    while let Some(message) = next.take() {
+                        match message {
+                            Message::Record(r) => batch.push(*r),
+                            Message::Flush(done) => waiters.push(done),
+                        }
+                        if batch.len() < MAX_BATCH {
+                            next = rx.try_recv().ok();
+                        }
                     }
-                    if batch.len() < MAX_BATCH {
-                        next = rx.try_recv().ok();
+                    if batch.len() >= MAX_BATCH || !waiters.is_empty() {
+                        break;
+                    }
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(message)) => next = Some(message),
+                        // Closed (the server is stopping) or the linger is over.
+                        Ok(None) | Err(_) => break,
                     }
                 }
                 if let Err(e) = db.insert_invocations(&batch).await {
