@@ -15,7 +15,10 @@
 //! thread-local, built lazily on its first request: the script is compiled once per
 //! worker thread, never per request, and nothing `!Send` lives across an `.await`.
 //!
-//! - `rhai_http/{picloud,native_axum}`: latency of one small handler (route param, query,
+//! - PiCloud runs twice: as shipped (Rhai functions reuse warm instances) and with
+//!   `warm_instances: 0` (`picloud_no_warm`: a fresh instance from the script's snapshot
+//!   for every request), so both candidate designs stay measured.
+//! - `rhai_http/{picloud,picloud_no_warm,native_axum}`: latency of one small handler (route param, query,
 //!   builds a map, answers JSON) over one keep-alive `reqwest` client, one request at a
 //!   time. Then requests/second with 8 concurrent clients, printed with the ratio.
 //! - `rhai_fib20/{shim_via_http,native_axum,native_in_process}`: recursive `fib(20)`.
@@ -33,6 +36,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use picloud::server::{ServeArgs, Server};
 use picloud_rhai_shim::{AST, Engine, Host, LogLevel, Request, RuntimeInfo};
+use picloud_runtime::DEFAULT_MAX_WARM_INSTANCES;
 use serde_json::{Value, json};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -208,6 +212,27 @@ async fn start_native() -> String {
 // ---------------------------------------------------------------------------------------
 // Talking to the servers.
 
+/// Starts PiCloud's server in-process on the current runtime with `warm_instances`;
+/// answers its base URL.
+async fn start_picloud(dir: &std::path::Path, warm_instances: u32) -> String {
+    let server = Server::start(&ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(TOKEN.into()),
+        warm_instances,
+        ..ServeArgs::with_data_dir(dir.to_owned())
+    })
+    .await
+    .expect("server starts");
+    let base = format!("http://{}", server.local_addr().unwrap());
+    tokio::spawn(async move {
+        server
+            .serve(std::future::pending())
+            .await
+            .expect("server runs")
+    });
+    base
+}
+
 /// An admin API call that must succeed; answers the body.
 async fn admin(
     http: &reqwest::Client,
@@ -299,42 +324,36 @@ fn bench_rhai(c: &mut Criterion) {
         .expect("tokio runtime builds");
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let (base, native, http) = tokio.block_on(async {
-        let server = Server::start(&ServeArgs {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: Some(TOKEN.into()),
-            ..ServeArgs::with_data_dir(dir.path().to_owned())
-        })
-        .await
-        .expect("server starts");
-        let base = format!("http://{}", server.local_addr().unwrap());
-        tokio::spawn(async move {
-            server
-                .serve(std::future::pending())
-                .await
-                .expect("server runs")
-        });
+    let fresh_dir = tempfile::tempdir().expect("temp dir");
+    let (base, fresh_base, native, http) = tokio.block_on(async {
+        // The shipped configuration (warm instances for Rhai functions), and the same
+        // server with warm reuse off: a fresh instance from the snapshot per request.
+        let base = start_picloud(dir.path(), DEFAULT_MAX_WARM_INSTANCES).await;
+        let fresh_base = start_picloud(fresh_dir.path(), 0).await;
         let native = start_native().await;
 
         let http = reqwest::Client::new();
-        admin(
-            &http,
-            &base,
-            "/apps",
-            json!({ "name": "bench" }).to_string().into(),
-            true,
-        )
-        .await;
-        deploy(&http, &base, "item", ITEM_SCRIPT).await;
-        route(&http, &base, "/items/:id", "item").await;
-        deploy(&http, &base, "fib", FIB_SCRIPT).await;
-        route(&http, &base, "/fib", "fib").await;
-        (base, native, http)
+        for base in [&base, &fresh_base] {
+            admin(
+                &http,
+                base,
+                "/apps",
+                json!({ "name": "bench" }).to_string().into(),
+                true,
+            )
+            .await;
+            deploy(&http, base, "item", ITEM_SCRIPT).await;
+            route(&http, base, "/items/:id", "item").await;
+            deploy(&http, base, "fib", FIB_SCRIPT).await;
+            route(&http, base, "/fib", "fib").await;
+        }
+        (base, fresh_base, native, http)
     });
 
     // Check the answers once, so the numbers are for requests that work, and the same.
     let item_picloud = format!("{base}/fn/bench/items/42?name=bench&page=3");
     let item_native = format!("{native}/items/42?name=bench&page=3");
+    let item_fresh = format!("{fresh_base}/fn/bench/items/42?name=bench&page=3");
     let fib_picloud = format!("{base}/fn/bench/fib");
     let fib_native = format!("{native}/fib");
     tokio.block_on(async {
@@ -344,6 +363,7 @@ fn bench_rhai(c: &mut Criterion) {
         let b = get_ok(&http, &item_native).await;
         assert_eq!(serde_json::from_slice::<Value>(&a).unwrap(), expected);
         assert_eq!(a, b, "both servers answer the same bytes");
+        assert_eq!(a, get_ok(&http, &item_fresh).await);
         assert_eq!(&get_ok(&http, &fib_picloud).await[..], FIB_20.as_bytes());
         assert_eq!(&get_ok(&http, &fib_native).await[..], FIB_20.as_bytes());
     });
@@ -353,7 +373,11 @@ fn bench_rhai(c: &mut Criterion) {
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
-    for (name, url) in [("picloud", &item_picloud), ("native_axum", &item_native)] {
+    for (name, url) in [
+        ("picloud", &item_picloud),
+        ("picloud_no_warm", &item_fresh),
+        ("native_axum", &item_native),
+    ] {
         let (http, url) = (&http, url.as_str());
         group.bench_function(name, |b| {
             b.to_async(&tokio)
@@ -364,22 +388,26 @@ fn bench_rhai(c: &mut Criterion) {
 
     // (a) requests/second with CONCURRENCY clients, alternating the servers.
     tokio.block_on(async {
-        let (mut picloud, mut native) = (Vec::new(), Vec::new());
+        let (mut picloud, mut fresh, mut native) = (Vec::new(), Vec::new(), Vec::new());
         rps(&http, &item_picloud, RPS_REQUESTS / 4).await;
+        rps(&http, &item_fresh, RPS_REQUESTS / 4).await;
         rps(&http, &item_native, RPS_REQUESTS / 4).await;
         for _ in 0..RPS_ROUNDS {
             picloud.push(rps(&http, &item_picloud, RPS_REQUESTS).await);
+            fresh.push(rps(&http, &item_fresh, RPS_REQUESTS).await);
             native.push(rps(&http, &item_native, RPS_REQUESTS).await);
         }
         println!(
             "rhai_http rps ({CONCURRENCY} concurrent clients, {RPS_REQUESTS} requests x {RPS_ROUNDS} rounds): \
-             picloud {picloud:.0?}, native_axum {native:.0?}"
+             picloud {picloud:.0?}, picloud_no_warm {fresh:.0?}, native_axum {native:.0?}"
         );
-        let (p, n) = (median(&mut picloud), median(&mut native));
+        let (p, f, n) = (median(&mut picloud), median(&mut fresh), median(&mut native));
         println!(
-            "rhai_http rps median: picloud {p:.0} req/s, native_axum {n:.0} req/s, \
-             picloud/native = {:.3} (goal >= 0.8)",
-            p / n
+            "rhai_http rps median: picloud {p:.0} req/s, picloud_no_warm {f:.0} req/s, \
+             native_axum {n:.0} req/s; picloud/native = {:.3} (goal >= 0.8), \
+             picloud_no_warm/native = {:.3}",
+            p / n,
+            f / n
         );
     });
 

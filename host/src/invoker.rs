@@ -7,7 +7,8 @@ use crate::services::HostSdk;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
 use crate::storage::{Db, InvocationRecord, now_ms};
 use picloud_runtime::{
-    CompileError, Compiled, Invocation, Limits, Outcome, Request, Response, Runtime, sha256_hex,
+    CompileError, Compiled, Invocation, Limits, Outcome, Request, Response, Runtime, WarmPool,
+    sha256_hex,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,10 @@ pub struct ActiveFunction {
     pub version: i64,
     /// Compiled artifact.
     pub compiled: Compiled<HostSdk>,
+    /// Idle instances kept for the next invocations: Rhai scripts only, whose shim keeps
+    /// no state between invocations (see `picloud_runtime::warm`). Dropped with this
+    /// version when another becomes active or the app changes.
+    pub warm: Option<WarmPool<HostSdk>>,
 }
 
 type FunctionSlot = Arc<OnceCell<Option<Arc<ActiveFunction>>>>;
@@ -97,12 +102,38 @@ impl Invoker {
 
     /// Caches `compiled` as the active version of `app`/`function` (right after a
     /// deploy, which compiled it already).
-    pub fn install(&self, app: &str, function: &str, version: i64, compiled: Compiled<HostSdk>) {
+    pub fn install(
+        &self,
+        app: &str,
+        function: &str,
+        kind: &str,
+        version: i64,
+        compiled: Compiled<HostSdk>,
+    ) {
         let slot = Arc::new(OnceCell::new_with(Some(Some(Arc::new(ActiveFunction {
             version,
             compiled,
+            warm: self.warm_pool(kind),
         })))));
         lock(&self.functions).insert((app.to_owned(), function.to_owned()), slot);
+    }
+
+    /// A warm-instance pool for a function of `kind`, when that kind may reuse instances.
+    fn warm_pool(&self, kind: &str) -> Option<WarmPool<HostSdk>> {
+        (kind == KIND_RHAI)
+            .then(|| self.runtime.warm_pool())
+            .flatten()
+    }
+
+    /// Drops warm instances idle for longer than `max_idle`, so functions no longer
+    /// called give their pool slots and memory back. Answers how many.
+    pub fn trim_warm(&self, max_idle: std::time::Duration) -> usize {
+        let slots: Vec<FunctionSlot> = lock(&self.functions).values().cloned().collect();
+        slots
+            .iter()
+            .filter_map(|slot| slot.get().cloned().flatten())
+            .filter_map(|function| function.warm.as_ref().map(|pool| pool.trim(max_idle)))
+            .sum()
     }
 
     /// Forgets the cached routes and limits of app `name`; its compiled functions stay.
@@ -163,6 +194,7 @@ impl Invoker {
                 Ok::<_, ApiError>(Some(Arc::new(ActiveFunction {
                     version: function.active_version,
                     compiled,
+                    warm: self.warm_pool(&function.kind),
                 })))
             })
             .await?;
@@ -246,10 +278,25 @@ impl Invoker {
             event: request.event.clone(),
         };
         let sdk = HostSdk::new(&self.db, &app.id);
-        let outcome = self
-            .runtime
-            .invoke(&function.compiled, invocation, request, app.limits, sdk)
-            .await;
+        let outcome = match &function.warm {
+            Some(pool) => {
+                self.runtime
+                    .invoke_warm(
+                        &function.compiled,
+                        pool,
+                        invocation,
+                        request,
+                        app.limits,
+                        sdk,
+                    )
+                    .await
+            }
+            None => {
+                self.runtime
+                    .invoke(&function.compiled, invocation, request, app.limits, sdk)
+                    .await
+            }
+        };
         let Outcome {
             result,
             fuel_used,

@@ -11,7 +11,7 @@ use crate::storage::files::{
 use crate::storage::{Db, Dialect};
 use axum::Router;
 use axum::routing::get;
-use picloud_runtime::{Limits, Runtime, RuntimeConfig};
+use picloud_runtime::{DEFAULT_MAX_WARM_INSTANCES, Limits, Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +23,10 @@ pub const DEFAULT_DATA_DIR: &str = ".picloud";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default base domain for `{app}.{base-domain}` routing.
 pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
+/// How often idle warm instances are checked.
+const WARM_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+/// Warm instances idle for longer than this are dropped.
+const WARM_MAX_IDLE: Duration = Duration::from_secs(60);
 /// How often expired kv entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// Orphan file blobs are swept every this many kv sweeps (and at start).
@@ -62,6 +66,10 @@ pub struct ServeArgs {
     /// Largest total of one app's files, in bytes.
     #[arg(long, env = "PICLOUD_MAX_APP_FILES_BYTES", default_value_t = DEFAULT_MAX_APP_BYTES)]
     pub max_app_files_bytes: u64,
+    /// Idle warm instances of Rhai functions kept for reuse, in all (0: a fresh instance
+    /// for every invocation).
+    #[arg(long, env = "PICLOUD_WARM_INSTANCES", default_value_t = DEFAULT_MAX_WARM_INSTANCES)]
+    pub warm_instances: u32,
 }
 
 impl ServeArgs {
@@ -77,6 +85,7 @@ impl ServeArgs {
             files_dir: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_app_files_bytes: DEFAULT_MAX_APP_BYTES,
+            warm_instances: DEFAULT_MAX_WARM_INSTANCES,
         }
     }
 }
@@ -128,6 +137,7 @@ impl Server {
 
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: Some(args.data_dir.join("cache")),
+            max_warm_instances: args.warm_instances,
             ..RuntimeConfig::default()
         })?;
         let recorder = Recorder::start(db.clone());
@@ -144,6 +154,18 @@ impl Server {
             recorder,
             base_domain: args.base_domain.as_str().into(),
         };
+
+        let invoker = state.invoker.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(WARM_TRIM_INTERVAL);
+            loop {
+                every.tick().await;
+                let dropped = invoker.trim_warm(WARM_MAX_IDLE);
+                if dropped > 0 {
+                    tracing::debug!(dropped, "dropped idle warm instances");
+                }
+            }
+        });
 
         tokio::spawn(async move {
             let mut every = tokio::time::interval(SWEEP_INTERVAL);

@@ -4,6 +4,7 @@
 use crate::bindings::picloud::sdk::log as wit_log;
 use crate::bindings::picloud::sdk::runtime::InvocationInfo;
 use crate::bindings::picloud::sdk::types::{Request, Response};
+use crate::warm::{Warm, WarmPool};
 use crate::{Compiled, Limits, RunError, Runtime, Sdk};
 use std::io;
 use std::pin::Pin;
@@ -92,6 +93,16 @@ impl<S: Send> WasiView for State<S> {
 }
 
 impl<S> State<S> {
+    /// Bytes of linear memory the instance holds now.
+    pub(crate) fn memory_total(&self) -> u64 {
+        self.limiter.total
+    }
+
+    /// Whether nothing about this store forbids running another invocation in it.
+    pub(crate) fn reusable(&self) -> bool {
+        !self.limiter.exceeded
+    }
+
     pub(crate) fn info(&self) -> InvocationInfo {
         InvocationInfo {
             app: self.info.app.clone(),
@@ -214,6 +225,15 @@ struct MemoryLimiter {
     exceeded: bool,
 }
 
+impl MemoryLimiter {
+    /// A kept instance's memory stays; the new invocation's peak starts from it.
+    fn rearm(&mut self, limit: u64) {
+        self.limit = limit;
+        self.peak = self.total;
+        self.exceeded = false;
+    }
+}
+
 /// Upper bound on table elements; tables are not a way around the memory limit.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
@@ -291,8 +311,9 @@ impl tokio::io::AsyncWrite for CapturedOutput {
 
 impl<S: Sdk> Runtime<S> {
     /// Runs `request` through `function` under `limits`, with `sdk` serving the guest's
-    /// SDK calls. Never panics on guest behaviour: every failure is a [`RunError`] in
-    /// the outcome, and the store (with all guest memory) is dropped before returning.
+    /// SDK calls, in a fresh instance. Never panics on guest behaviour: every failure is
+    /// a [`RunError`] in the outcome, and the store (with all guest memory) is dropped
+    /// before returning.
     pub async fn invoke(
         &self,
         function: &Compiled<S>,
@@ -301,9 +322,55 @@ impl<S: Sdk> Runtime<S> {
         limits: Limits,
         sdk: S,
     ) -> Outcome {
+        self.run(function, None, invocation, request, limits, sdk)
+            .await
+    }
+
+    /// As [`Runtime::invoke`], but in an idle instance of `pool` when there is one, and
+    /// keeping the instance in `pool` afterwards when it may be reused (see
+    /// [`crate::warm`]). Only for guests that keep no state between invocations.
+    pub async fn invoke_warm(
+        &self,
+        function: &Compiled<S>,
+        pool: &WarmPool<S>,
+        invocation: Invocation,
+        request: Request,
+        limits: Limits,
+        sdk: S,
+    ) -> Outcome {
+        self.run(function, Some(pool), invocation, request, limits, sdk)
+            .await
+    }
+
+    async fn run(
+        &self,
+        function: &Compiled<S>,
+        pool: Option<&WarmPool<S>>,
+        invocation: Invocation,
+        request: Request,
+        limits: Limits,
+        sdk: S,
+    ) -> Outcome {
         let started = Instant::now();
-        let (mut store, output) = match self.store(sdk, invocation, &limits) {
-            Ok(store) => store,
+        let warm = pool.and_then(|pool| pool.take(limits.memory_bytes));
+        let prepared = match warm {
+            Some(warm) => {
+                let Warm {
+                    mut store,
+                    function: instance,
+                    output,
+                    uses,
+                    ..
+                } = warm;
+                self.rearm(&mut store, sdk, invocation, &limits)
+                    .map(|()| (store, output, Some(instance), uses))
+            }
+            None => self
+                .store(sdk, invocation, &limits)
+                .map(|(store, output)| (store, output, None, 0)),
+        };
+        let (mut store, output, instance, uses) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => {
                 return Outcome {
                     result: Err(RunError::Internal(format!("store setup: {e}"))),
@@ -316,37 +383,78 @@ impl<S: Sdk> Runtime<S> {
         };
 
         let call = async {
-            let instance = function.pre.instantiate_async(&mut store).await?;
-            instance
+            let instance = match instance {
+                Some(instance) => instance,
+                None => function.pre.instantiate_async(&mut store).await?,
+            };
+            let answer = instance
                 .picloud_sdk_handler()
                 .call_handle(&mut store, &request)
-                .await
+                .await?;
+            Ok::<_, wasmtime::Error>((instance, answer))
         };
         // The epoch deadline stops guest code; this also bounds time spent inside host
         // calls, which the epoch cannot interrupt.
         let backstop = limits.timeout() + 4 * self.epoch_tick;
+        // The instance survives only a call that returned.
+        let mut returned = None;
         let result = match tokio::time::timeout(backstop, call).await {
-            Ok(Ok(Ok(response))) => Ok(response),
-            Ok(Ok(Err(guest_error))) => Err(RunError::Failed(format!(
-                "the function returned an error: {}",
-                crate::describe_error(&guest_error)
-            ))),
+            Ok(Ok((instance, Ok(response)))) => {
+                returned = Some(instance);
+                Ok(response)
+            }
+            Ok(Ok((instance, Err(guest_error)))) => {
+                returned = Some(instance);
+                Err(RunError::Failed(format!(
+                    "the function returned an error: {}",
+                    crate::describe_error(&guest_error)
+                )))
+            }
             Ok(Err(trap)) => Err(classify(&trap, store.data(), &limits)),
             Err(_elapsed) => Err(RunError::Timeout {
                 limit_ms: limits.timeout_ms,
             }),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let state = store.into_data();
-        let mut logs = state.logs;
+        let state = store.data_mut();
+        let mut logs = std::mem::take(&mut state.logs);
         output.drain_into(&mut logs);
+        let peak_memory = state.limiter.peak;
+        if let (Some(pool), Some(instance)) = (pool, returned) {
+            pool.put(Warm::new(store, instance, output, uses + 1));
+        }
         Outcome {
             result,
             fuel_used,
             wall_time: started.elapsed(),
-            peak_memory: state.limiter.peak,
+            peak_memory,
             logs: logs.finish(),
         }
+    }
+
+    /// Gets a kept store ready for a new invocation: its SDK handle, identity, an empty
+    /// log, and the limits of a fresh store.
+    fn rearm(
+        &self,
+        store: &mut Store<State<S>>,
+        sdk: S,
+        invocation: Invocation,
+        limits: &Limits,
+    ) -> wasmtime::Result<()> {
+        let state = store.data_mut();
+        state.sdk = sdk;
+        state.info = invocation;
+        state.logs = LogSink::default();
+        state.limiter.rearm(limits.memory_bytes);
+        self.arm(store, limits)
+    }
+
+    /// Fuel, the async yield interval and the epoch deadline of one invocation.
+    fn arm(&self, store: &mut Store<State<S>>, limits: &Limits) -> wasmtime::Result<()> {
+        store.set_fuel(limits.fuel)?;
+        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL.min(limits.fuel.max(1))))?;
+        store.set_epoch_deadline(self.deadline_ticks(limits.timeout()));
+        Ok(())
     }
 
     /// A fresh store for one run: WASI without network, captured stdio, fuel, the
@@ -380,10 +488,8 @@ impl<S: Sdk> Runtime<S> {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_fuel(limits.fuel)?;
-        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL.min(limits.fuel.max(1))))?;
-        store.set_epoch_deadline(self.deadline_ticks(limits.timeout()));
         store.epoch_deadline_trap();
+        self.arm(&mut store, limits)?;
         Ok((store, output))
     }
 

@@ -18,6 +18,7 @@ mod invoke;
 mod limits;
 mod sdk;
 mod snapshot;
+pub mod warm;
 
 pub use bindings::picloud::sdk::types::Error as GuestError;
 pub use bindings::picloud::sdk::types::{Request, Response};
@@ -30,20 +31,23 @@ pub use invoke::{Invocation, LogLine, MAX_LOG_LINES, Outcome, State};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
 pub use sdk::{Sdk, Unavailable};
 pub use snapshot::INIT_EXPORT;
+pub use warm::WarmPool;
 
 use bindings::FunctionPre;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// The export every PiCloud component must have.
 pub const HANDLER_EXPORT: &str = "picloud:sdk/handler@0.1.0";
+/// Default of [`RuntimeConfig::max_warm_instances`].
+pub const DEFAULT_MAX_WARM_INSTANCES: u32 = 32;
 /// How often the epoch ticker advances; wall-clock limits are checked at this grain.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of each pooled memory kept mapped between instances (see `Runtime::new`): a
@@ -53,6 +57,9 @@ pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 /// resident), so a small guest costs little; measured: 4 → 32 MiB took the Rhai
 /// handler from 9,100 to 10,300 requests/s.
 const KEEP_RESIDENT_BYTES: usize = 32 * 1024 * 1024;
+/// Set to `1` to have the engine write `/tmp/perf-{pid}.map`, so `perf report` names
+/// the guests' functions (a developer tool for profiling; off by default).
+pub const PERF_MAP_ENV: &str = "PICLOUD_PERF_MAP";
 /// Guest wasm stack: deep enough for real programs, small enough that unbounded
 /// recursion ends quickly with a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1024 * 1024;
@@ -70,6 +77,9 @@ pub struct RuntimeConfig {
     pub max_instances: u32,
     /// Grain of the wall-clock limit.
     pub epoch_tick: Duration,
+    /// How many idle warm instances (see [`warm`]) may be kept in all; each holds a
+    /// pool slot beyond `max_instances`. 0 turns warm reuse off.
+    pub max_warm_instances: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -79,6 +89,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 1 << 30,
             max_instances: 256,
             epoch_tick: DEFAULT_EPOCH_TICK,
+            max_warm_instances: DEFAULT_MAX_WARM_INSTANCES,
         }
     }
 }
@@ -137,6 +148,10 @@ pub struct CacheStats {
     pub disk_hits: u64,
     /// Artifacts found already linked in memory.
     pub memory_hits: u64,
+    /// Invocations that ran in a kept warm instance instead of a fresh one.
+    pub warm_reuses: u64,
+    /// Warm instances idle now.
+    pub warm_idle: u64,
 }
 
 #[derive(Default)]
@@ -156,6 +171,7 @@ pub struct Runtime<S: Sdk> {
     counters: Counters,
     epoch_tick: Duration,
     max_instances: u32,
+    warm: Arc<warm::WarmBudget>,
 }
 
 /// The error of a host call that traps the guest (wasmtime's error type).
@@ -189,12 +205,14 @@ impl<S: Sdk> Runtime<S> {
     /// linker with WASI and the whole SDK, and starts the epoch ticker thread, which
     /// ends when the runtime is dropped.
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
+        // Slots for every running instance plus every idle warm one.
+        let slots = config.max_instances + config.max_warm_instances;
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(config.max_instances)
-            .total_core_instances(config.max_instances * 8)
-            .total_memories(config.max_instances * 2)
-            .total_tables(config.max_instances * 8)
-            .total_stacks(config.max_instances)
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 8)
+            .total_stacks(slots)
             .max_memories_per_component(4)
             .max_memory_size(config.max_memory_bytes as usize)
             // Reset reused slots by rewriting the pages a guest touched (found with
@@ -211,6 +229,10 @@ impl<S: Sdk> Runtime<S> {
             .max_wasm_stack(MAX_WASM_STACK)
             .memory_init_cow(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if std::env::var_os(PERF_MAP_ENV).is_some_and(|v| v == "1") {
+            // For profiling guests with `perf`: names JIT code in /tmp/perf-{pid}.map.
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let functions =
             incremental::FunctionCache::new(config.cache_dir.as_ref().map(|d| d.join("functions")));
         wasm.enable_incremental_compilation(std::sync::Arc::new(functions))
@@ -238,6 +260,7 @@ impl<S: Sdk> Runtime<S> {
             counters: Counters::default(),
             epoch_tick: config.epoch_tick,
             max_instances: config.max_instances,
+            warm: Arc::new(warm::WarmBudget::new(config.max_warm_instances as usize)),
         })
     }
 
@@ -293,7 +316,16 @@ impl<S: Sdk> Runtime<S> {
             compiled: self.counters.compiled.load(Ordering::Relaxed),
             disk_hits: self.counters.disk_hits.load(Ordering::Relaxed),
             memory_hits: self.counters.memory_hits.load(Ordering::Relaxed),
+            warm_reuses: self.warm.reuses(),
+            warm_idle: self.warm.idle() as u64,
         }
+    }
+
+    /// A pool for the warm instances of one function version, or `None` when warm
+    /// reuse is off. Use it only for guests that keep no state between invocations
+    /// (see [`warm`]).
+    pub fn warm_pool(&self) -> Option<WarmPool<S>> {
+        (self.warm.max_idle() > 0).then(|| WarmPool::new(self.warm.clone()))
     }
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {

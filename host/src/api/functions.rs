@@ -87,7 +87,7 @@ async fn deploy(
         // The first request finds the new version ready instead of loading it again.
         state
             .invoker
-            .install(&app.name, &name, version.version, compiled);
+            .install(&app.name, &name, kind, version.version, compiled);
     }
     tracing::info!(app = %app.name, function = %name, kind, version = version.version, sha256 = %version.sha256, "deployed");
     Ok((

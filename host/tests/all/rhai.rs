@@ -399,3 +399,150 @@ async fn script_versions_roll_back_like_components() {
     );
     server.stop().await;
 }
+
+/// A script that echoes its tag, logs it, and on request throws or fills ~80 MiB.
+const WARM_PROBE: &str = r#"
+let q = ctx.request.query;
+log::info(`tag ${q.tag}`);
+if "throw" in q { throw "asked to fail"; }
+let seen = [];
+seen.push(q.tag);
+let filled = 0;
+if "big" in q {
+    let chunk = "x";
+    for i in 0..23 { chunk += chunk; }
+    // Separate variables: Rhai's string size limit counts all strings of an array.
+    let c1 = chunk + 1; let c2 = chunk + 2; let c3 = chunk + 3;
+    let c4 = chunk + 4; let c5 = chunk + 5; let c6 = chunk + 6;
+    let c7 = chunk + 7; let c8 = chunk + 8; let c9 = chunk + 9;
+    let kept = [c1 != "", c2 != "", c3 != "", c4 != "", c5 != "", c6 != "", c7 != "", c8 != "", c9 != ""];
+    filled = kept.len();
+}
+#{ id: ctx.invocation_id, seen: seen, filled: filled }
+"#;
+
+async fn warm_stats(server: &TestServer) -> (u64, u64) {
+    let stats = server.admin(Method::GET, "/runtime/cache", None).await;
+    (
+        stats["warm_reuses"].as_u64().unwrap(),
+        stats["warm_idle"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_are_reused_in_turn_and_keep_nothing_of_earlier_requests() {
+    let (_dir, server) = server().await;
+    server.create_app("shop").await;
+    let deployed = deploy_script(&server, "shop", "probe", "rhai", WARM_PROBE).await;
+    assert_eq!(deployed.status(), 201);
+    route(&server, "shop", "GET", "/probe", "probe").await;
+
+    let call = |query: &'static str| {
+        let server = &server;
+        async move {
+            let response = server.get(&format!("/fn/shop/probe?{query}")).await;
+            let status = response.status().as_u16();
+            let id = response
+                .headers()
+                .get("x-picloud-invocation-id")
+                .map(|id| id.to_str().unwrap().to_owned());
+            let body = response.text().await.unwrap();
+            let body = serde_json::from_str::<Value>(&body).unwrap_or(Value::String(body));
+            (status, id.unwrap_or_default(), body)
+        }
+    };
+
+    // The first request instantiates; the instance is kept afterwards.
+    let (status, id_a, body) = call("tag=a").await;
+    assert_eq!((status, &body["seen"]), (200, &json!(["a"])));
+    assert_eq!(body["id"], id_a.as_str());
+    assert_eq!(warm_stats(&server).await, (0, 1));
+
+    // The second runs in the kept instance and sees only its own request.
+    let (status, id_b, body) = call("tag=b").await;
+    assert_eq!((status, &body["seen"]), (200, &json!(["b"])));
+    assert_eq!(body["id"], id_b.as_str());
+    assert_ne!(id_a, id_b);
+    assert_eq!(warm_stats(&server).await, (1, 1));
+
+    // A thrown error is a clean return: the instance stays usable.
+    let (status, _, body) = call("tag=c&throw=1").await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (502, Some("function_failed"))
+    );
+    assert_eq!(warm_stats(&server).await, (2, 1));
+
+    // An instance that grew past the warm memory bound is not kept: the next request
+    // starts from a fresh one, with a small memory again.
+    let (status, _, body) = call("tag=d&big=1").await;
+    assert_eq!((status, &body["filled"]), (200, &json!(9)), "{body}");
+    assert_eq!(warm_stats(&server).await, (3, 0));
+    let (status, _, body) = call("tag=e").await;
+    assert_eq!((status, &body["seen"]), (200, &json!(["e"])));
+    assert_eq!(warm_stats(&server).await, (3, 1));
+
+    // Every record has its own log line only, and its own memory figure.
+    let records = server
+        .admin(Method::GET, "/apps/shop/invocations?limit=10", None)
+        .await;
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 5);
+    for record in records {
+        let lines: Vec<&str> = record["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["message"].as_str())
+            .collect();
+        assert_eq!(lines.len(), 1, "{record}");
+        assert!(lines[0].starts_with("tag "), "{record}");
+    }
+    let peak = |tag: &str| {
+        records
+            .iter()
+            .find(|r| r["logs"][0]["message"] == format!("tag {tag}").as_str())
+            .unwrap()["peak_memory"]
+            .as_u64()
+            .unwrap()
+    };
+    let mib = 1024 * 1024;
+    assert!(peak("d") > 64 * mib, "the big request's peak {}", peak("d"));
+    assert!(
+        peak("e") < 32 * mib,
+        "a fresh instance's peak {}",
+        peak("e")
+    );
+    assert!(
+        peak("b") < 32 * mib,
+        "a reused instance's peak {}",
+        peak("b")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_reuse_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(picloud::server::ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(crate::support::TOKEN.into()),
+        warm_instances: 0,
+        ..picloud::server::ServeArgs::with_data_dir(dir.path().to_owned())
+    })
+    .await;
+    server.create_app("shop").await;
+    deploy_script(&server, "shop", "probe", "rhai", WARM_PROBE).await;
+    route(&server, "shop", "GET", "/probe", "probe").await;
+    for tag in ["a", "b", "c"] {
+        let body: Value = server
+            .get(&format!("/fn/shop/probe?tag={tag}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["seen"], json!([tag]));
+    }
+    assert_eq!(warm_stats(&server).await, (0, 0));
+    server.stop().await;
+}
