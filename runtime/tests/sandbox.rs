@@ -262,3 +262,108 @@ fn a_second_runtime_on_the_same_cache_dir_loads_compiled_code_instead_of_compili
     let stats = second.cache_stats();
     assert_eq!((stats.compiled, stats.disk_hits), (0, 1));
 }
+
+/// A guest that counts its calls in a global and answers the count as the status; its
+/// third call spins until the fuel runs out.
+fn counting_guest() -> Vec<u8> {
+    hostile_guest(
+        "(global $calls (mut i32) (i32.const 0))",
+        "(global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+         (if (i32.eq (global.get $calls) (i32.const 3)) (then (loop $spin (br $spin))))
+         (i32.store16 (i32.const 4) (global.get $calls))
+         (i32.const 0)",
+    )
+}
+
+#[tokio::test]
+async fn a_warm_instance_serves_the_next_call_until_a_trap_or_too_much_memory() {
+    let rt = runtime();
+    let limits = Limits {
+        fuel: 10_000_000,
+        ..Limits::default()
+    };
+    let counting = rt.compile(&counting_guest()).unwrap();
+    let status = |outcome: picloud_runtime::Outcome| outcome.result.map(|r| r.status);
+    let warm = |pool| {
+        let (rt, counting) = (&rt, &counting);
+        async move {
+            rt.invoke_warm(
+                counting,
+                pool,
+                invocation(),
+                get("/", ""),
+                limits,
+                Unavailable,
+            )
+            .await
+        }
+    };
+
+    // Without a pool every call is a fresh instance.
+    for _ in 0..2 {
+        let outcome = rt
+            .invoke(&counting, invocation(), get("/", ""), limits, Unavailable)
+            .await;
+        assert_eq!(status(outcome), Ok(1));
+    }
+
+    // With one, the second call runs in the first call's instance: its global shows it
+    // (which is why only guests that keep no state between calls get a pool).
+    let pool = rt.warm_pool().expect("warm reuse is on by default");
+    assert_eq!(status(warm(&pool).await), Ok(1));
+    assert_eq!(pool.idle(), 1);
+    let outcome = warm(&pool).await;
+    assert!(outcome.fuel_used > 0 && outcome.peak_memory > 0);
+    assert_eq!(status(outcome), Ok(2));
+    let stats = rt.cache_stats();
+    assert_eq!((stats.warm_reuses, stats.warm_idle), (1, 1));
+
+    // The third call traps: its instance is dropped and the next call starts afresh.
+    assert_eq!(
+        status(warm(&pool).await),
+        Err(RunError::FuelExhausted { budget: 10_000_000 })
+    );
+    assert_eq!((pool.idle(), rt.cache_stats().warm_idle), (0, 0));
+    assert_eq!(status(warm(&pool).await), Ok(1));
+    assert_eq!(pool.idle(), 1);
+
+    // An instance that grew past the warm memory bound is not kept.
+    let grower = rt
+        .compile(&hostile_guest(
+            "",
+            "(drop (memory.grow (i32.const 1100))) (i32.const 0)",
+        ))
+        .unwrap();
+    let grower_pool = rt.warm_pool().unwrap();
+    let outcome = rt
+        .invoke_warm(
+            &grower,
+            &grower_pool,
+            invocation(),
+            get("/", ""),
+            limits,
+            Unavailable,
+        )
+        .await;
+    assert!(outcome.peak_memory > picloud_runtime::warm::WARM_MAX_MEMORY);
+    assert_eq!(status(outcome), Ok(0));
+    assert_eq!(grower_pool.idle(), 0);
+
+    // Idle instances go when trimmed, or with their pool.
+    assert_eq!(pool.trim(std::time::Duration::from_secs(3600)), 0);
+    assert_eq!(pool.trim(std::time::Duration::ZERO), 1);
+    assert_eq!(status(warm(&pool).await), Ok(1));
+    assert_eq!(rt.cache_stats().warm_idle, 1);
+    drop(pool);
+    assert_eq!(rt.cache_stats().warm_idle, 0);
+}
+
+#[tokio::test]
+async fn warm_reuse_is_off_with_no_warm_instances() {
+    let rt: Runtime<Unavailable> = Runtime::new(&RuntimeConfig {
+        max_warm_instances: 0,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    assert!(rt.warm_pool().is_none());
+}
