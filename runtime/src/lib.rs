@@ -1,5 +1,7 @@
 //! PiCloud's sandbox: it compiles uploaded WebAssembly and runs one invocation at a time
-//! inside a fresh wasmtime `Store` with fuel, wall-clock and memory limits.
+//! inside a fresh wasmtime `Store` with fuel, wall-clock and memory limits — or, for
+//! guests that keep no state between invocations (the Rhai shim), in a kept [`warm`]
+//! instance of the same function whose store is re-armed with the same limits.
 //!
 //! Scope: artifact classification, the compiled-code caches (memory and disk), and
 //! `invoke`. It knows nothing of HTTP routing, SQL or tenants' data: the embedder passes
@@ -7,7 +9,8 @@
 //!
 //! Lifecycle: build one [`Runtime`] per process ([`Runtime::new`] starts the epoch
 //! ticker), [`Runtime::compile`] each deployed artifact once (cached by sha256), then
-//! [`Runtime::invoke`] per request.
+//! [`Runtime::invoke`] (or [`Runtime::invoke_warm`] with the function's [`WarmPool`]) per
+//! request.
 
 #![warn(missing_docs)]
 
