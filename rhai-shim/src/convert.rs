@@ -71,9 +71,64 @@ pub fn to_json(value: &Dynamic) -> Result<Value, String> {
     ))
 }
 
-/// The JSON text of a Rhai value.
+/// The JSON text of a Rhai value: the text of [`to_json`]'s value, written straight from
+/// the Rhai value (no intermediate `Value`, no `fmt` machinery, which is slow in wasm).
 pub fn to_json_text(value: &Dynamic) -> Result<String, String> {
-    to_json(value).map(|v| v.to_string())
+    serde_json::to_string(&Json(value)).map_err(|e| e.to_string())
+}
+
+/// Serialises a Rhai value with the rules of [`to_json`].
+struct Json<'a>(&'a Dynamic);
+
+impl serde::Serialize for Json<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let value = self.0;
+        if value.is_shared() {
+            return Json(&value.flatten_clone()).serialize(out);
+        }
+        if value.is_unit() {
+            return out.serialize_unit();
+        }
+        if let Ok(b) = value.as_bool() {
+            return out.serialize_bool(b);
+        }
+        if let Ok(i) = value.as_int() {
+            return out.serialize_i64(i);
+        }
+        if let Some(byte) = value.read_lock::<u8>() {
+            return out.serialize_u8(*byte);
+        }
+        if let Ok(f) = value.as_float() {
+            if !f.is_finite() {
+                return Err(S::Error::custom(format!("the number {f} has no JSON form")));
+            }
+            return out.serialize_f64(f);
+        }
+        if let Some(s) = value.read_lock::<rhai::ImmutableString>() {
+            return out.serialize_str(&s);
+        }
+        if let Ok(c) = value.as_char() {
+            return out.serialize_char(c);
+        }
+        if let Some(array) = value.read_lock::<Array>() {
+            return out.collect_seq(array.iter().map(Json));
+        }
+        if let Some(map) = value.read_lock::<Map>() {
+            let mut object = out.serialize_map(Some(map.len()))?;
+            for (k, v) in map.iter() {
+                object.serialize_entry(k.as_str(), &Json(v))?;
+            }
+            return object.end();
+        }
+        if let Some(blob) = value.read_lock::<Blob>() {
+            return out.collect_seq(blob.iter());
+        }
+        Err(S::Error::custom(format!(
+            "a value of type `{}` has no JSON form",
+            value.type_name()
+        )))
+    }
 }
 
 /// The Rhai value of a JSON value.
@@ -137,5 +192,38 @@ mod tests {
     fn values_without_json_form_are_refused() {
         assert!(to_json(&Dynamic::from_float(f64::INFINITY)).is_err());
         assert!(to_json(&Dynamic::from(rhai::FnPtr::new("f").unwrap())).is_err());
+    }
+
+    #[test]
+    fn the_json_text_is_the_text_of_the_json_value() {
+        let mut map = Map::new();
+        map.insert("z".into(), Dynamic::from_float(0.1));
+        map.insert("a \"q\"".into(), Dynamic::from("é\n\u{1}".to_string()));
+        map.insert("blob".into(), Dynamic::from_blob(vec![0, 7, 255]));
+        map.insert("char".into(), Dynamic::from_char('→'));
+        map.insert(
+            "list".into(),
+            Dynamic::from_array(vec![
+                Dynamic::UNIT,
+                Dynamic::from_bool(true),
+                Dynamic::from_int(-3),
+                Dynamic::from_float(1e300),
+                Dynamic::from_float(-0.0),
+                Dynamic::from(7_u8),
+            ]),
+        );
+        let value = Dynamic::from_map(map);
+        let expected = to_json(&value).unwrap().to_string();
+        assert_eq!(to_json_text(&value).unwrap(), expected);
+
+        for refused in [
+            Dynamic::from_float(f64::NAN),
+            Dynamic::from_array(vec![Dynamic::from(rhai::FnPtr::new("f").unwrap())]),
+        ] {
+            assert_eq!(
+                to_json_text(&refused).unwrap_err(),
+                to_json(&refused).unwrap_err()
+            );
+        }
     }
 }
