@@ -10,8 +10,10 @@
 //!
 //! Run with `cargo bench -p picloud --bench http`.
 
+mod support;
+
 use criterion::{Criterion, criterion_group, criterion_main};
-use picloud::server::{ServeArgs, Server};
+use picloud::server::ServeArgs;
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -52,20 +54,12 @@ fn bench_http(c: &mut Criterion) {
     let hello = std::fs::read(picloud_example_artifacts::HELLO).expect("example-hello is built");
 
     let (base, http) = tokio.block_on(async {
-        let server = Server::start(&ServeArgs {
+        let base = support::start_server(ServeArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Some(TOKEN.into()),
             ..ServeArgs::with_data_dir(dir.path().to_owned())
         })
-        .await
-        .expect("server starts");
-        let base = format!("http://{}", server.local_addr().unwrap());
-        tokio::spawn(async move {
-            server
-                .serve(std::future::pending())
-                .await
-                .expect("server runs")
-        });
+        .await;
 
         let http = reqwest::Client::new();
         admin(

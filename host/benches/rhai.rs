@@ -32,9 +32,11 @@ use axum::extract::{Path, Request as HttpRequest};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
+mod support;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
-use picloud::server::{ServeArgs, Server};
+use picloud::server::ServeArgs;
 use picloud_rhai_shim::{AST, Engine, Host, LogLevel, Request, RuntimeInfo};
 use picloud_runtime::DEFAULT_MAX_WARM_INSTANCES;
 use serde_json::{Value, json};
@@ -215,22 +217,13 @@ async fn start_native() -> String {
 /// Starts PiCloud's server in-process on the current runtime with `warm_instances`;
 /// answers its base URL.
 async fn start_picloud(dir: &std::path::Path, warm_instances: u32) -> String {
-    let server = Server::start(&ServeArgs {
+    support::start_server(ServeArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(TOKEN.into()),
         warm_instances,
         ..ServeArgs::with_data_dir(dir.to_owned())
     })
     .await
-    .expect("server starts");
-    let base = format!("http://{}", server.local_addr().unwrap());
-    tokio::spawn(async move {
-        server
-            .serve(std::future::pending())
-            .await
-            .expect("server runs")
-    });
-    base
 }
 
 /// An admin API call that must succeed; answers the body.

@@ -278,25 +278,17 @@ impl Invoker {
             event: request.event.clone(),
         };
         let sdk = HostSdk::new(&self.db, &app.id);
-        let outcome = match &function.warm {
-            Some(pool) => {
-                self.runtime
-                    .invoke_warm(
-                        &function.compiled,
-                        pool,
-                        invocation,
-                        request,
-                        app.limits,
-                        sdk,
-                    )
-                    .await
-            }
-            None => {
-                self.runtime
-                    .invoke(&function.compiled, invocation, request, app.limits, sdk)
-                    .await
-            }
-        };
+        let outcome = self
+            .runtime
+            .invoke_warm(
+                &function.compiled,
+                function.warm.as_ref(),
+                invocation,
+                request,
+                app.limits,
+                sdk,
+            )
+            .await;
         let Outcome {
             result,
             fuel_used,

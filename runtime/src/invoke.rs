@@ -322,27 +322,15 @@ impl<S: Sdk> Runtime<S> {
         limits: Limits,
         sdk: S,
     ) -> Outcome {
-        self.run(function, None, invocation, request, limits, sdk)
+        self.invoke_warm(function, None, invocation, request, limits, sdk)
             .await
     }
 
-    /// As [`Runtime::invoke`], but in an idle instance of `pool` when there is one, and
-    /// keeping the instance in `pool` afterwards when it may be reused (see
-    /// [`crate::warm`]). Only for guests that keep no state between invocations.
+    /// As [`Runtime::invoke`], but with a `pool`: in an idle instance of it when there
+    /// is one, and keeping the instance in it afterwards when it may be reused (see
+    /// [`crate::warm`]). Only for guests that keep no state between invocations; with
+    /// `None` this is [`Runtime::invoke`].
     pub async fn invoke_warm(
-        &self,
-        function: &Compiled<S>,
-        pool: &WarmPool<S>,
-        invocation: Invocation,
-        request: Request,
-        limits: Limits,
-        sdk: S,
-    ) -> Outcome {
-        self.run(function, Some(pool), invocation, request, limits, sdk)
-            .await
-    }
-
-    async fn run(
         &self,
         function: &Compiled<S>,
         pool: Option<&WarmPool<S>>,
@@ -432,8 +420,8 @@ impl<S: Sdk> Runtime<S> {
         }
     }
 
-    /// Gets a kept store ready for a new invocation: its SDK handle, identity, an empty
-    /// log, and the limits of a fresh store.
+    /// Gets a kept store ready for a new invocation: its SDK handle, identity and the
+    /// limits of a fresh store (its log was emptied when the last invocation ended).
     fn rearm(
         &self,
         store: &mut Store<State<S>>,
@@ -444,7 +432,6 @@ impl<S: Sdk> Runtime<S> {
         let state = store.data_mut();
         state.sdk = sdk;
         state.info = invocation;
-        state.logs = LogSink::default();
         state.limiter.rearm(limits.memory_bytes);
         self.arm(store, limits)
     }

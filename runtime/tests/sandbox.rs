@@ -289,7 +289,7 @@ async fn a_warm_instance_serves_the_next_call_until_a_trap_or_too_much_memory() 
         async move {
             rt.invoke_warm(
                 counting,
-                pool,
+                Some(pool),
                 invocation(),
                 get("/", ""),
                 limits,
@@ -338,7 +338,7 @@ async fn a_warm_instance_serves_the_next_call_until_a_trap_or_too_much_memory() 
     let outcome = rt
         .invoke_warm(
             &grower,
-            &grower_pool,
+            Some(&grower_pool),
             invocation(),
             get("/", ""),
             limits,

@@ -1,0 +1,17 @@
+//! What the benches share: PiCloud's real server, started in-process.
+
+use picloud::server::{ServeArgs, Server};
+
+/// Starts the server with `args` on the current tokio runtime and keeps it serving for
+/// the rest of the process; answers its base URL.
+pub async fn start_server(args: ServeArgs) -> String {
+    let server = Server::start(&args).await.expect("server starts");
+    let base = format!("http://{}", server.local_addr().unwrap());
+    tokio::spawn(async move {
+        server
+            .serve(std::future::pending())
+            .await
+            .expect("server runs")
+    });
+    base
+}
