@@ -52,7 +52,8 @@ pub struct Invoker {
     recorder: Recorder,
     max_concurrency: u32,
     apps: Mutex<HashMap<String, Arc<AppEntry>>>,
-    functions: Mutex<HashMap<(String, String), FunctionSlot>>,
+    /// Function slots by app name, then function name.
+    functions: Mutex<HashMap<String, HashMap<String, FunctionSlot>>>,
     concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// One permit per instance slot of the runtime's pool: past it the host is full.
     capacity: Semaphore,
@@ -97,7 +98,7 @@ impl Invoker {
     /// Forgets everything cached about app `name` (its routes, limits and functions).
     pub fn invalidate_app(&self, name: &str) {
         lock(&self.apps).remove(name);
-        lock(&self.functions).retain(|(app, _), _| app != name);
+        lock(&self.functions).remove(name);
     }
 
     /// Caches `compiled` as the active version of `app`/`function` (right after a
@@ -115,7 +116,10 @@ impl Invoker {
             compiled,
             warm: self.warm_pool(kind),
         })))));
-        lock(&self.functions).insert((app.to_owned(), function.to_owned()), slot);
+        lock(&self.functions)
+            .entry(app.to_owned())
+            .or_default()
+            .insert(function.to_owned(), slot);
     }
 
     /// A warm-instance pool for a function of `kind`, when that kind may reuse instances.
@@ -128,7 +132,10 @@ impl Invoker {
     /// Drops warm instances idle for longer than `max_idle`, so functions no longer
     /// called give their pool slots and memory back. Answers how many.
     pub fn trim_warm(&self, max_idle: std::time::Duration) -> usize {
-        let slots: Vec<FunctionSlot> = lock(&self.functions).values().cloned().collect();
+        let slots: Vec<FunctionSlot> = lock(&self.functions)
+            .values()
+            .flat_map(|functions| functions.values().cloned())
+            .collect();
         slots
             .iter()
             .filter_map(|slot| slot.get().cloned().flatten())
@@ -167,10 +174,18 @@ impl Invoker {
         app: &AppEntry,
         name: &str,
     ) -> ApiResult<Option<Arc<ActiveFunction>>> {
-        let slot = lock(&self.functions)
-            .entry((app.name.clone(), name.to_owned()))
-            .or_default()
-            .clone();
+        let slot = {
+            let mut functions = lock(&self.functions);
+            match functions.get(&app.name).and_then(|f| f.get(name)) {
+                Some(slot) => slot.clone(),
+                None => functions
+                    .entry(app.name.clone())
+                    .or_default()
+                    .entry(name.to_owned())
+                    .or_default()
+                    .clone(),
+            }
+        };
         let loaded = slot
             .get_or_try_init(|| async {
                 let Some(function) = self.db.get_function(&app.id, name).await? else {
@@ -246,10 +261,16 @@ impl Invoker {
         request: Request,
     ) -> (String, Result<Response, ApiError>) {
         let invocation_id = uuid::Uuid::now_v7().to_string();
-        let semaphore = lock(&self.concurrency)
-            .entry(app.name.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency as usize)))
-            .clone();
+        let semaphore = {
+            let mut concurrency = lock(&self.concurrency);
+            match concurrency.get(app.name.as_str()) {
+                Some(semaphore) => semaphore.clone(),
+                None => concurrency
+                    .entry(app.name.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency as usize)))
+                    .clone(),
+            }
+        };
         let Ok(_permit) = semaphore.try_acquire() else {
             let error = ApiError::quota_exceeded(format!(
                 "app {} already runs {} invocations",

@@ -17,12 +17,12 @@ pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
 /// The files service of one invocation.
 pub struct FilesService {
     db: Db,
-    app_id: String,
+    app_id: std::sync::Arc<str>,
 }
 
 impl FilesService {
     /// files of app `app_id`.
-    pub fn new(db: Db, app_id: String) -> Self {
+    pub fn new(db: Db, app_id: std::sync::Arc<str>) -> Self {
         Self { db, app_id }
     }
 }

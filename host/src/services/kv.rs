@@ -20,12 +20,12 @@ pub const MAX_LIST_LIMIT: u32 = 1000;
 /// The kv service of one invocation.
 pub struct KvService {
     db: Db,
-    app_id: String,
+    app_id: std::sync::Arc<str>,
 }
 
 impl KvService {
     /// kv of app `app_id`.
-    pub fn new(db: Db, app_id: String) -> Self {
+    pub fn new(db: Db, app_id: std::sync::Arc<str>) -> Self {
         Self { db, app_id }
     }
 }

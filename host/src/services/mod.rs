@@ -30,11 +30,12 @@ impl HostSdk {
     /// Services for app `app_id` that can also hand a Rhai function its own source
     /// (for the deploy-time initialisation of the Rhai shim).
     pub fn with_script(db: &Db, app_id: &str, main: Option<std::sync::Arc<str>>) -> Self {
+        let app_id: std::sync::Arc<str> = app_id.into();
         Self {
-            kv: kv::KvService::new(db.clone(), app_id.to_owned()),
-            docs: docs::DocsService::new(db.clone(), app_id.to_owned()),
-            files: files::FilesService::new(db.clone(), app_id.to_owned()),
-            script: script::ScriptService::new(db.clone(), app_id.to_owned(), main),
+            kv: kv::KvService::new(db.clone(), app_id.clone()),
+            docs: docs::DocsService::new(db.clone(), app_id.clone()),
+            files: files::FilesService::new(db.clone(), app_id.clone()),
+            script: script::ScriptService::new(db.clone(), app_id, main),
             unavailable: Unavailable,
         }
     }

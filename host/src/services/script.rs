@@ -18,14 +18,14 @@ pub const KIND_RHAI_MODULE: &str = "rhai-module";
 /// The script service of one invocation (or of the deploy-time initialisation).
 pub struct ScriptService {
     db: Db,
-    app_id: String,
+    app_id: std::sync::Arc<str>,
     main: Option<Arc<str>>,
 }
 
 impl ScriptService {
     /// Modules of app `app_id`; `main` is the function's own source when the shim may
     /// ask for it (at deploy time, before the snapshot).
-    pub fn new(db: Db, app_id: String, main: Option<Arc<str>>) -> Self {
+    pub fn new(db: Db, app_id: std::sync::Arc<str>, main: Option<Arc<str>>) -> Self {
         Self { db, app_id, main }
     }
 }

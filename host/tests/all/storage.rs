@@ -31,6 +31,7 @@ on_both_backends!(
     deploys_make_numbered_versions_and_share_artifacts,
     routes_are_unique_per_app_method_and_path,
     invocation_records_list_newest_first_with_filters,
+    the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush,
     the_kv_service_refuses_bad_input_with_invalid_errors,
 );
 
@@ -448,7 +449,7 @@ async fn the_kv_service_refuses_bad_input_with_invalid_errors(backend: Backend) 
     let Some((_t, db, ids)) = db_with_apps(backend, &["a"]).await else {
         return;
     };
-    let mut kv = KvService::new(db.clone(), ids[0].clone());
+    let mut kv = KvService::new(db.clone(), ids[0].as_str().into());
     let invalid = |r: Result<(), GuestError>| match r {
         Err(GuestError::Invalid(m)) => m,
         other => panic!("expected invalid, got {other:?}"),
@@ -535,4 +536,56 @@ async fn the_kv_service_refuses_bad_input_with_invalid_errors(backend: Backend) 
         .unwrap();
     assert_eq!((rest.entries.len(), rest.cursor), (50, None));
     assert_eq!(rest.entries[0], ("k100".to_owned(), "100".to_owned()));
+}
+
+async fn the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush(backend: Backend) {
+    let Some((_t, db, ids)) = db_with_apps(backend, &["a"]).await else {
+        return;
+    };
+    let record = |n: usize| InvocationRecord {
+        id: format!("0000-{n:04}"),
+        app: "a".into(),
+        function: "f".into(),
+        version: 1,
+        trigger: "http".into(),
+        status: "ok".into(),
+        http_status: 200,
+        error_code: None,
+        error_message: None,
+        fuel_used: 10,
+        duration_us: 5,
+        peak_memory: 65536,
+        started_at: n as i64,
+        logs: Vec::new(),
+    };
+    let stored = || {
+        let (db, id) = (db.clone(), ids[0].clone());
+        async move {
+            let filter = InvocationFilter {
+                limit: Some(1000),
+                ..Default::default()
+            };
+            db.list_invocations(&id, "a", &filter).await.unwrap().len()
+        }
+    };
+    let recorder = picloud::recorder::Recorder::start(db.clone());
+
+    // More than a full batch (500): the first batch is written without waiting for the
+    // linger, the rest on the flush; nothing is lost.
+    for n in 0..700 {
+        recorder.record(ids[0].clone(), record(n));
+    }
+    recorder.flush().await;
+    assert_eq!(stored().await, 700);
+
+    // A lone record, never flushed, is stored once its batch's linger is over.
+    recorder.record(ids[0].clone(), record(700));
+    let waited = std::time::Instant::now();
+    while stored().await < 701 {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "a record queued without a flush was never stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
