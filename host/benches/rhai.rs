@@ -21,6 +21,8 @@
 //! - `rhai_http/{picloud,picloud_no_warm,native_axum}`: latency of one small handler (route param, query,
 //!   builds a map, answers JSON) over one keep-alive `reqwest` client, one request at a
 //!   time. Then requests/second with 8 concurrent clients, printed with the ratio.
+//! - The same requests/second for a script that only answers `{}`: the ratio of what an
+//!   invocation costs around the script (data plane, sandbox, `ctx`, the record).
 //! - `rhai_fib20/{shim_via_http,native_axum,native_in_process}`: recursive `fib(20)`.
 //! - First request after deploy: a custom loop, printed.
 //!
@@ -62,6 +64,10 @@ let page = if "page" in q { parse_int(q.page) } else { 1 };
     tags: ["bench", "rhai"],
 }
 "#;
+
+/// A script that does next to nothing (answers `{}`): what an invocation costs around
+/// the script itself (data plane, sandbox, building `ctx`, the invocation record).
+const EMPTY_SCRIPT: &str = "#{}";
 
 /// fib(20), recursively: 21,891 calls.
 const FIB_N: i64 = 20;
@@ -198,6 +204,10 @@ async fn start_native() -> String {
         .route(
             "/fib",
             get(|request: HttpRequest| native_handle(FIB_SCRIPT, Vec::new(), request)),
+        )
+        .route(
+            "/empty",
+            get(|request: HttpRequest| native_handle(EMPTY_SCRIPT, Vec::new(), request)),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -339,6 +349,8 @@ fn bench_rhai(c: &mut Criterion) {
             route(&http, base, "/items/:id", "item").await;
             deploy(&http, base, "fib", FIB_SCRIPT).await;
             route(&http, base, "/fib", "fib").await;
+            deploy(&http, base, "empty", EMPTY_SCRIPT).await;
+            route(&http, base, "/empty", "empty").await;
         }
         (base, fresh_base, native, http)
     });
@@ -347,6 +359,8 @@ fn bench_rhai(c: &mut Criterion) {
     let item_picloud = format!("{base}/fn/bench/items/42?name=bench&page=3");
     let item_native = format!("{native}/items/42?name=bench&page=3");
     let item_fresh = format!("{fresh_base}/fn/bench/items/42?name=bench&page=3");
+    let empty_picloud = format!("{base}/fn/bench/empty");
+    let empty_native = format!("{native}/empty");
     let fib_picloud = format!("{base}/fn/bench/fib");
     let fib_native = format!("{native}/fib");
     tokio.block_on(async {
@@ -357,6 +371,8 @@ fn bench_rhai(c: &mut Criterion) {
         assert_eq!(serde_json::from_slice::<Value>(&a).unwrap(), expected);
         assert_eq!(a, b, "both servers answer the same bytes");
         assert_eq!(a, get_ok(&http, &item_fresh).await);
+        assert_eq!(&get_ok(&http, &empty_picloud).await[..], b"{}");
+        assert_eq!(&get_ok(&http, &empty_native).await[..], b"{}");
         assert_eq!(&get_ok(&http, &fib_picloud).await[..], FIB_20.as_bytes());
         assert_eq!(&get_ok(&http, &fib_native).await[..], FIB_20.as_bytes());
     });
@@ -401,6 +417,19 @@ fn bench_rhai(c: &mut Criterion) {
              picloud_no_warm/native = {:.3}",
             p / n,
             f / n
+        );
+
+        // The same for the empty script: the ratio of the per-invocation overhead alone.
+        let (mut picloud, mut native) = (Vec::new(), Vec::new());
+        for _ in 0..RPS_ROUNDS {
+            picloud.push(rps(&http, &empty_picloud, RPS_REQUESTS).await);
+            native.push(rps(&http, &empty_native, RPS_REQUESTS).await);
+        }
+        let (p, n) = (median(&mut picloud), median(&mut native));
+        println!(
+            "rhai_http rps median, empty script: picloud {p:.0} req/s, native_axum {n:.0} req/s; \
+             picloud/native = {:.3}",
+            p / n
         );
     });
 

@@ -153,6 +153,12 @@ impl Invoker {
         if let Some(hit) = lock(&self.apps).get(name) {
             return Ok(Some(hit.clone()));
         }
+        // Boxed: the database calls make a large future, which would otherwise be part
+        // of (and moved with) every data-plane request's future.
+        Box::pin(self.load_app(name)).await
+    }
+
+    async fn load_app(&self, name: &str) -> ApiResult<Option<Arc<AppEntry>>> {
         let Some(app) = self.db.get_app(name).await? else {
             return Ok(None);
         };
@@ -186,33 +192,36 @@ impl Invoker {
                     .clone(),
             }
         };
-        let loaded = slot
-            .get_or_try_init(|| async {
-                let Some(function) = self.db.get_function(&app.id, name).await? else {
-                    return Ok(None);
-                };
-                let bytes = self.db.artifact(&function.sha256).await?.ok_or_else(|| {
-                    ApiError::internal(format!(
-                        "artifact {} of {}/{name} is missing",
-                        function.sha256, app.name
-                    ))
+        if let Some(loaded) = slot.get() {
+            return Ok(loaded.clone());
+        }
+        // Boxed, as in `app`: loading and compiling is the rare, large part.
+        let loaded = Box::pin(slot.get_or_try_init(|| async {
+            let Some(function) = self.db.get_function(&app.id, name).await? else {
+                return Ok(None);
+            };
+            let bytes = self.db.artifact(&function.sha256).await?.ok_or_else(|| {
+                ApiError::internal(format!(
+                    "artifact {} of {}/{name} is missing",
+                    function.sha256, app.name
+                ))
+            })?;
+            if function.kind == KIND_RHAI_MODULE {
+                return Ok(None);
+            }
+            let compiled = self
+                .prepare(app, &function.kind, bytes)
+                .await
+                .map_err(|e| {
+                    ApiError::internal(format!("stored artifact does not compile: {e}"))
                 })?;
-                if function.kind == KIND_RHAI_MODULE {
-                    return Ok(None);
-                }
-                let compiled = self
-                    .prepare(app, &function.kind, bytes)
-                    .await
-                    .map_err(|e| {
-                        ApiError::internal(format!("stored artifact does not compile: {e}"))
-                    })?;
-                Ok::<_, ApiError>(Some(Arc::new(ActiveFunction {
-                    version: function.active_version,
-                    compiled,
-                    warm: self.warm_pool(&function.kind),
-                })))
-            })
-            .await?;
+            Ok::<_, ApiError>(Some(Arc::new(ActiveFunction {
+                version: function.active_version,
+                compiled,
+                warm: self.warm_pool(&function.kind),
+            })))
+        }))
+        .await?;
         Ok(loaded.clone())
     }
 
