@@ -88,7 +88,7 @@ pub fn insert<T: Serialize + ?Sized>(collection: &str, body: &T) -> Result<Strin
     raw::insert(collection, None, &to_json(body)?)
 }
 
-/// Stores `body` under `id`; [`Error::Invalid`] when the id is taken.
+/// Stores `body` under `id`; [`Error::Invalid`](crate::Error::Invalid) when the id is taken.
 pub fn insert_with_id<T: Serialize + ?Sized>(collection: &str, id: &str, body: &T) -> Result<()> {
     raw::insert(collection, Some(id), &to_json(body)?).map(|_| ())
 }
@@ -100,13 +100,13 @@ pub fn get<T: DeserializeOwned>(collection: &str, id: &str) -> Result<Option<T>>
         .transpose()
 }
 
-/// Replaces the whole document `id`; [`Error::NotFound`] when there is none.
+/// Replaces the whole document `id`; [`Error::NotFound`](crate::Error::NotFound) when there is none.
 pub fn replace<T: Serialize + ?Sized>(collection: &str, id: &str, body: &T) -> Result<()> {
     raw::replace(collection, id, &to_json(body)?)
 }
 
 /// Merges `patch` into document `id` (JSON merge patch: `null` removes a field) and
-/// returns the merged document; [`Error::NotFound`] when there is none.
+/// returns the merged document; [`Error::NotFound`](crate::Error::NotFound) when there is none.
 pub fn patch<P: Serialize + ?Sized, T: DeserializeOwned>(
     collection: &str,
     id: &str,

@@ -4,7 +4,7 @@
 //! record without waiting; [`Recorder::flush`] waits until everything queued before it
 //! is in the database (readers of the invocation list call it first).
 //!
-//! A batch is written [`LINGER`] after its first record, or at once when [`MAX_BATCH`]
+//! A batch is written [`LINGER`] after its first record, or at once when `MAX_BATCH`
 //! records wait or a flush asks for it: under load that is a few transactions a second
 //! instead of one per handful of requests (each commit is an fsync with SQLite's
 //! `synchronous=FULL`). While a batch lingers the writer sleeps: queueing a record does

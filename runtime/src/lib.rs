@@ -30,7 +30,10 @@ pub use bindings::picloud::sdk::{
 };
 pub use bindings::shim::picloud::sdk::rhai_script;
 pub use error::{CompileError, RunError};
-pub use invoke::{Invocation, LogLine, MAX_LOG_LINES, Outcome, State};
+pub use invoke::{
+    Invocation, LogLine, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_LINES, MAX_LOG_MESSAGE_BYTES, Outcome,
+    State,
+};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
 pub use sdk::{Sdk, Unavailable};
 pub use snapshot::INIT_EXPORT;
