@@ -269,10 +269,11 @@ pub(crate) fn display(value: &Dynamic) -> String {
 pub(crate) fn pairs_to_map(pairs: &[(String, String)], lower_case: bool) -> Map {
     let mut map = Map::new();
     for (name, value) in pairs {
-        let name = if lower_case {
-            name.to_ascii_lowercase()
+        // Header names usually arrive in lower case already: copy them as they are.
+        let name: rhai::Identifier = if lower_case && name.bytes().any(|b| b.is_ascii_uppercase()) {
+            name.to_ascii_lowercase().into()
         } else {
-            name.clone()
+            name.as_str().into()
         };
         match map.get_mut(name.as_str()) {
             Some(existing) => {
@@ -280,7 +281,7 @@ pub(crate) fn pairs_to_map(pairs: &[(String, String)], lower_case: bool) -> Map 
                 *existing = joined.into();
             }
             None => {
-                map.insert(name.into(), value.clone().into());
+                map.insert(name, value.clone().into());
             }
         }
     }
@@ -295,4 +296,48 @@ pub(crate) fn string_array(items: &[String]) -> Dynamic {
 /// A `u64` count or timestamp as a Rhai integer (saturating at `i64::MAX`).
 pub(crate) fn int_of(n: u64) -> Dynamic {
     Dynamic::from_int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pairs_to_map;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn header_names_are_lower_cased_and_repeated_headers_joined() {
+        let map = pairs_to_map(
+            &pairs(&[
+                ("accept", "text/html"),
+                ("X-Trace", "a"),
+                ("x-trace", "b"),
+                ("Accept", "application/json"),
+            ]),
+            true,
+        );
+        let got: Vec<(String, String)> = map
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(
+            got,
+            pairs(&[
+                ("accept", "text/html, application/json"),
+                ("x-trace", "a, b"),
+            ])
+        );
+    }
+
+    #[test]
+    fn other_pairs_keep_their_names() {
+        let map = pairs_to_map(&pairs(&[("Id", "7"), ("id", "8")]), false);
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["Id"].to_string(), "7");
+        assert_eq!(map["id"].to_string(), "8");
+    }
 }
