@@ -24,7 +24,7 @@ pub fn build(packages: &[(&str, &str)], watched: &[&str]) -> Vec<PathBuf> {
     let manifest_dir =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run from a build script"));
     let workspace = workspace_root(&manifest_dir);
-    for path in watched.iter().chain(&["wit", "Cargo.lock"]) {
+    for path in watched.iter().chain(&["wit", "Cargo.toml", "Cargo.lock"]) {
         println!("cargo:rerun-if-changed={}", workspace.join(path).display());
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("run from a build script"));
