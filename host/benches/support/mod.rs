@@ -1,6 +1,11 @@
-//! What the benches share: PiCloud's real server, started in-process.
+//! What the benches share: PiCloud's real server, started in-process, with the
+//! allocator of the `picloud` binary (so the whole bench process allocates with it,
+//! baselines included).
 
 use picloud::server::{ServeArgs, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Starts the server with `args` on the current tokio runtime and keeps it serving for
 /// the rest of the process; answers its base URL.
