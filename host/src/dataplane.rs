@@ -6,11 +6,9 @@ use crate::invoker::Invoker;
 use crate::server::AppState;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request as HttpRequest, State};
+use axum::extract::Request as HttpRequest;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use http_body_util::BodyExt;
 use picloud_runtime::Request;
 
@@ -24,55 +22,84 @@ const MAX_DRAIN_BYTES: usize = 256 * 1024 * 1024;
 /// Header with the invocation id on every data-plane response.
 pub const INVOCATION_ID_HEADER: &str = "x-picloud-invocation-id";
 
-/// Routes of the data plane under `/fn`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/fn/{app}", any(by_path_root))
-        .route("/fn/{app}/", any(by_path_root))
-        .route("/fn/{app}/{*path}", any(by_path))
+/// The HTTP front: a request for a function goes straight to the data plane, everything
+/// else (health, the admin API) to `rest`. A function is addressed by host name,
+/// `http://{app}.{base-domain}/{path}` (whatever the path), or by path,
+/// `/fn/{app}/{path}`. Deciding this before the router keeps routing, middleware and
+/// extractors off the path of every invocation.
+#[derive(Clone)]
+pub struct Front {
+    state: AppState,
+    rest: Router,
 }
 
-async fn by_path_root(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
-    request: HttpRequest,
-) -> Response {
-    handle(&state, &app, "/".to_owned(), request).await
-}
-
-async fn by_path(
-    State(state): State<AppState>,
-    Path((app, path)): Path<(String, String)>,
-    request: HttpRequest,
-) -> Response {
-    handle(&state, &app, format!("/{path}"), request).await
-}
-
-/// Middleware: a request whose `Host` is `{app}.{base-domain}` goes to that app's
-/// functions, whatever its path.
-pub async fn by_host(State(state): State<AppState>, request: HttpRequest, next: Next) -> Response {
-    let app = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            h.rsplit_once(':')
-                .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
-                .map_or(h, |(host, _)| host)
-        })
-        .and_then(|host| {
-            host.strip_suffix(&*state.base_domain)?
-                .strip_suffix('.')
-                .map(str::to_owned)
-        })
-        .filter(|app| !app.is_empty() && !app.contains('.'));
-    match app {
-        Some(app) => {
-            let path = request.uri().path().to_owned();
-            handle(&state, &app, path, request).await
-        }
-        None => next.run(request).await,
+impl Front {
+    /// The front of `state`'s data plane, with `rest` serving the other requests.
+    pub fn new(state: AppState, rest: Router) -> Self {
+        Self { state, rest }
     }
+}
+
+impl tower::Service<HttpRequest> for Front {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        let target = by_host(&self.state.base_domain, &request)
+            .map(|app| Ok((app, request.uri().path().to_owned())))
+            .or_else(|| by_path(request.uri().path()));
+        match target {
+            Some(Ok((app, path))) => {
+                let state = self.state.clone();
+                Box::pin(async move { Ok(handle(&state, &app, path, request).await) })
+            }
+            Some(Err(error)) => Box::pin(std::future::ready(Ok(error.into_response()))),
+            None => {
+                let mut rest = self.rest.clone();
+                Box::pin(async move { rest.call(request).await })
+            }
+        }
+    }
+}
+
+/// The app a request is for by its `Host` header, `{app}.{base-domain}[:port]`.
+fn by_host(base_domain: &str, request: &HttpRequest) -> Option<String> {
+    let host = request.headers().get(header::HOST)?.to_str().ok()?;
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(host, |(host, _)| host);
+    let app = host.strip_suffix(base_domain)?.strip_suffix('.')?;
+    (!app.is_empty() && !app.contains('.')).then(|| app.to_owned())
+}
+
+/// The app and the path below it of `/fn/{app}` and `/fn/{app}/{path}`, both
+/// percent-decoded; `None` for any other path.
+fn by_path(path: &str) -> Option<ApiResult<(String, String)>> {
+    let rest = path.strip_prefix("/fn/")?;
+    let (app, below) = rest.split_once('/').unwrap_or((rest, ""));
+    if app.is_empty() {
+        return None;
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|_| {
+                ApiError::bad_request(format!("the path {path:?} is not UTF-8 once decoded"))
+            })
+    };
+    Some(decode(app).and_then(|app| Ok((app, format!("/{}", decode(below)?)))))
 }
 
 async fn handle(state: &AppState, app_name: &str, path: String, request: HttpRequest) -> Response {

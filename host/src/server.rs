@@ -204,8 +204,8 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let recorder = self.state.recorder.clone();
-        let app = router(self.state);
-        axum::serve(self.listener, app)
+        let front = dataplane::Front::new(self.state.clone(), router(self.state));
+        axum::serve(self.listener, axum::ServiceExt::into_make_service(front))
             .with_graceful_shutdown(shutdown)
             .await?;
         recorder.flush().await;
@@ -213,17 +213,12 @@ impl Server {
     }
 }
 
-/// The whole HTTP surface: health, admin API, data plane.
+/// Health and the admin API: what is not for a function (see [`dataplane::Front`]).
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router(state.clone()))
-        .merge(dataplane::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            dataplane::by_host,
-        ))
         .with_state(state)
 }
 

@@ -79,6 +79,32 @@ async fn apps_are_also_reachable_by_host_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_paths_are_percent_decoded_and_undecodable_ones_are_refused() {
+    let (_dir, server) = sqlite_server().await;
+    server.create_app("shop").await;
+    server
+        .deploy("shop", "counter", kv_counter(), Some("ANY /*path"))
+        .await;
+    let body: Value = server
+        .get("/fn/sh%6Fp/caf%C3%A9/a%2Fb")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["path"], "/café/a/b");
+    server.deploy("shop", "hello", hello(), Some("GET /")).await;
+    for root in ["/fn/shop", "/fn/shop/"] {
+        let answer = server.get(root).await.text().await.unwrap();
+        assert_eq!(answer, "Hello, world!", "{root} is the app's /");
+    }
+    assert_error(server.get("/fn/shop/%FF").await, 400, "bad_request").await;
+    // What is not a function's stays the admin API's and health's.
+    assert_eq!(server.get("/healthz").await.text().await.unwrap(), "ok");
+    assert_eq!(server.get("/fn/").await.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_state_is_per_app_and_logs_carry_the_guest_lines() {
     let (_dir, server) = sqlite_server().await;
     for app in ["one", "two"] {
