@@ -73,4 +73,4 @@ pub use host::{
 };
 pub use resolver::{MAX_IMPORT_DEPTH, RESERVED_MODULE_NAMES, validate_module_name};
 pub use rhai::{AST, Engine};
-pub use script::{Request, Response, ScriptError, compile, run};
+pub use script::{Request, Response, RunCache, ScriptError, compile, run, run_cached};

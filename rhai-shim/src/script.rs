@@ -4,7 +4,7 @@
 use crate::convert;
 use crate::resolver::{at, check_literal_imports};
 use crate::sdk::{display, pairs_to_map};
-use rhai::{AST, Blob, Dynamic, Engine, EvalAltResult, Map, Scope};
+use rhai::{AST, Blob, Caches, Dynamic, Engine, EvalAltResult, Map, Scope};
 use std::fmt;
 
 /// What a script is invoked with (the WIT `request` plus the invocation's identity).
@@ -126,13 +126,45 @@ pub fn compile(engine: &Engine, source: &str) -> Result<AST, String> {
 /// application/octet-stream`. A body given as a map or array is sent as JSON, and the
 /// fitting `content-type` is added unless the script set one.
 pub fn run(engine: &Engine, ast: &AST, request: &Request) -> Result<Response, ScriptError> {
+    run_cached(engine, ast, &mut RunCache::default(), request)
+}
+
+/// What one run of a script learns that the next run of the same script may reuse:
+/// which function each call resolves to (Rhai looks every call up by name and argument
+/// types in the script, the engine's packages and modules, and caches a call only from
+/// its second use within one run).
+///
+/// It holds no values of a run, only the resolution of function names, which depends on
+/// the engine and the AST alone. A run that imported a module leaves it empty: an
+/// imported module may change before the next run.
+#[derive(Debug, Default)]
+pub struct RunCache(Caches);
+
+/// [`run`], reusing (and filling) `cache`, which must only ever be used with this
+/// `engine` and `ast`.
+pub fn run_cached(
+    engine: &Engine,
+    ast: &AST,
+    cache: &mut RunCache,
+    request: &Request,
+) -> Result<Response, ScriptError> {
     let mut scope = Scope::new();
     scope.push_constant("ctx", Dynamic::from_map(context(request)));
-    let value = engine
-        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
-        .map_err(|e| ScriptError {
-            message: describe(engine, &e),
-        })?;
+    // What `Engine::eval_ast_with_scope` does, with caches that outlive the run.
+    let mut global = engine.new_global_runtime_state();
+    global.source = ast.source().map(Into::into);
+    global.lib.push(ast.shared_lib().clone());
+    global.embedded_module_resolver = ast.resolver().cloned();
+    #[allow(deprecated)] // rhai's only entry point taking the caches
+    let value = engine.eval_statements_raw(&mut global, &mut cache.0, &mut scope, ast.statements());
+    // A run that failed inside a function may leave that function's cache pushed.
+    cache.0.rewind_fn_resolution_caches(1);
+    if global.num_modules_loaded > 0 {
+        cache.0 = Caches::new();
+    }
+    let value = value.map_err(|e| ScriptError {
+        message: describe(engine, &e),
+    })?;
     response_of(value).map_err(|message| ScriptError { message })
 }
 

@@ -7,7 +7,7 @@ use crate::host::{
     KvPage, LogLevel, NewUser, RuntimeInfo, SdkError, SdkResult, Session, User, UserPage,
     UserUpdate,
 };
-use crate::{AST, Engine, Request, build_engine, compile, run};
+use crate::{AST, Engine, Request, RunCache, build_engine, compile, run_cached};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -31,10 +31,11 @@ use bindings::picloud::sdk::{
 };
 
 /// The engine and the compiled main script, kept for the life of the instance (and in
-/// the wizer snapshot).
+/// the wizer snapshot), and what runs of the script learnt about its function calls.
 struct Loaded {
     engine: Engine,
     ast: AST,
+    cache: RefCell<RunCache>,
 }
 
 thread_local! {
@@ -45,7 +46,11 @@ thread_local! {
 fn load() -> Result<Rc<Loaded>, String> {
     let engine = build_engine(Rc::new(WitHost));
     let ast = compile(&engine, &rhai_script::main_source())?;
-    Ok(Rc::new(Loaded { engine, ast }))
+    Ok(Rc::new(Loaded {
+        engine,
+        ast,
+        cache: RefCell::default(),
+    }))
 }
 
 /// The loaded script, loading it first when `wizer-initialize` never ran.
@@ -87,13 +92,18 @@ impl handler::Guest for Shim {
             app: info.app,
             invocation_id: info.invocation_id,
         };
-        run(&loaded.engine, &loaded.ast, &request)
-            .map(|r| types::Response {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            })
-            .map_err(|e| types::Error::Internal(e.message))
+        run_cached(
+            &loaded.engine,
+            &loaded.ast,
+            &mut loaded.cache.borrow_mut(),
+            &request,
+        )
+        .map(|r| types::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        })
+        .map_err(|e| types::Error::Internal(e.message))
     }
 }
 

@@ -33,7 +33,7 @@
 use picloud_rhai_shim::{
     Document, EmailMessage, FilePage, FileStat, FindOptions, Host, HttpRequest, HttpResponse,
     KvPage, LogLevel, NewUser, Request, RuntimeInfo, SdkError, SdkResult, Session, User, UserPage,
-    UserUpdate, build_engine, compile, run,
+    UserUpdate, build_engine, compile, run, run_cached,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -48,7 +48,7 @@ const NOW_MS: u64 = 1_767_225_600_000;
 #[derive(Default)]
 struct MemoryHost {
     unavailable: BTreeSet<String>,
-    modules: BTreeMap<String, String>,
+    modules: RefCell<BTreeMap<String, String>>,
     effects: RefCell<Vec<String>>,
     counter: Cell<u64>,
     kv: RefCell<BTreeMap<(String, String), String>>,
@@ -560,7 +560,7 @@ impl Host for MemoryHost {
         NOW_MS
     }
     fn module_source(&self, name: &str) -> Option<String> {
-        self.modules.get(name).cloned()
+        self.modules.borrow().get(name).cloned()
     }
 }
 
@@ -658,7 +658,7 @@ fn check(path: &Path, modules: &BTreeMap<String, String>) -> Result<(), String> 
     let case = parse_header(&source)?;
     let host = Rc::new(MemoryHost {
         unavailable: case.unavailable.clone(),
-        modules: modules.clone(),
+        modules: RefCell::new(modules.clone()),
         ..MemoryHost::default()
     });
     let engine = build_engine(host.clone());
@@ -785,4 +785,83 @@ fn one_engine_runs_a_script_for_many_requests() {
         let response = run(&engine, &ast, &request).unwrap();
         assert_eq!(response.body, expected.to_string().into_bytes());
     }
+}
+
+/// Runs the script at `path` three times on a fresh in-memory host: each time with fresh
+/// caches, or all three with one [`RunCache`](picloud_rhai_shim::RunCache). Answers what
+/// each run gave and what the host recorded.
+fn three_runs(
+    path: &Path,
+    modules: &BTreeMap<String, String>,
+    cached: bool,
+) -> (
+    Vec<Result<picloud_rhai_shim::Response, String>>,
+    Vec<String>,
+) {
+    let source = std::fs::read_to_string(path).unwrap();
+    let case = parse_header(&source).unwrap();
+    let host = Rc::new(MemoryHost {
+        unavailable: case.unavailable.clone(),
+        modules: RefCell::new(modules.clone()),
+        ..MemoryHost::default()
+    });
+    let engine = build_engine(host.clone());
+    let Ok(ast) = compile(&engine, &source) else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut cache = picloud_rhai_shim::RunCache::default();
+    let outcomes = (0..3)
+        .map(|_| {
+            let outcome = if cached {
+                run_cached(&engine, &ast, &mut cache, &case.request)
+            } else {
+                run(&engine, &ast, &case.request)
+            };
+            outcome.map_err(|e| e.message)
+        })
+        .collect();
+    let effects = host.effects.borrow().clone();
+    (outcomes, effects)
+}
+
+#[test]
+fn runs_that_reuse_a_run_cache_answer_exactly_as_fresh_runs() {
+    let modules = modules();
+    let mut compared = 0;
+    for entry in std::fs::read_dir(corpus_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rhai") {
+            continue;
+        }
+        let fresh = three_runs(&path, &modules, false);
+        let cached = three_runs(&path, &modules, true);
+        assert_eq!(fresh, cached, "{}", path.display());
+        compared += 1;
+    }
+    assert!(compared >= 60, "{compared} scripts compared");
+}
+
+#[test]
+fn a_changed_module_takes_effect_on_the_next_cached_run() {
+    let host = Rc::new(MemoryHost::default());
+    host.modules.borrow_mut().insert(
+        "greet".into(),
+        r#"fn hello(name) { `hello ${name}` }"#.into(),
+    );
+    let engine = build_engine(host.clone());
+    let ast = compile(
+        &engine,
+        r#"fn twice(s) { s + s } import "greet" as g; twice(g::hello("you"))"#,
+    )
+    .unwrap();
+    let mut cache = picloud_rhai_shim::RunCache::default();
+    let request = Request::default();
+    let body = |cache: &mut picloud_rhai_shim::RunCache| {
+        String::from_utf8(run_cached(&engine, &ast, cache, &request).unwrap().body).unwrap()
+    };
+    assert_eq!(body(&mut cache), "hello youhello you");
+    host.modules
+        .borrow_mut()
+        .insert("greet".into(), r#"fn hello(name) { `bye ${name}` }"#.into());
+    assert_eq!(body(&mut cache), "bye youbye you");
 }
