@@ -3,7 +3,8 @@
 //!
 //! This is only for guests whose code PiCloud controls and which keep no state of one
 //! invocation for the next — the Rhai shim, which builds a fresh Rhai `Scope` for every
-//! request from an engine and AST it never mutates. An arbitrary component may keep
+//! request from an engine and AST it never mutates (it also keeps which function each
+//! call of the script resolves to, which depends on the script alone). An arbitrary component may keep
 //! anything in its globals, so it always gets a fresh instance.
 //!
 //! Each function version has its own [`WarmPool`]; an instance is never shared between
