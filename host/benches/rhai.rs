@@ -13,7 +13,11 @@
 //! id) and calls [`picloud_rhai_shim::run`]. `Engine` and `AST` hold `Rc`s and are
 //! `!Send`, so each tokio worker thread keeps its own engine and AST cache in a
 //! thread-local, built lazily on its first request: the script is compiled once per
-//! worker thread, never per request, and nothing `!Send` lives across an `.await`.
+//! worker thread, never per request, and nothing `!Send` lives across an `.await`. It
+//! calls `run`, which resolves the script's function calls afresh on every request, as
+//! plain `Engine::eval_ast_with_scope` does; PiCloud's warm instances keep those
+//! resolutions (`run_cached`). The whole process allocates with mimalloc, as the
+//! `picloud` binary does (`benches/support`).
 //!
 //! - PiCloud runs twice: as shipped (Rhai functions reuse warm instances) and with
 //!   `warm_instances: 0` (`picloud_no_warm`: a fresh instance from the script's snapshot
