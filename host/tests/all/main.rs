@@ -3,6 +3,7 @@
 mod cli;
 mod conformance;
 mod data;
+mod hostile;
 mod rhai;
 mod server;
 mod storage;
