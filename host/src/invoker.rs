@@ -1,6 +1,7 @@
 //! From a resolved app and function to an outcome: caches, admission, run, record.
 
 use crate::error::{ApiError, ApiResult};
+use crate::fair::CpuScheduler;
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
@@ -57,6 +58,8 @@ pub struct Invoker {
     concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// One permit per instance slot of the runtime's pool: past it the host is full.
     capacity: Semaphore,
+    /// Shares guest CPU fairly between apps; `None` leaves it to tokio.
+    cpu: Option<Arc<CpuScheduler>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -64,13 +67,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Invoker {
-    /// An invoker over `db` and `runtime`.
+    /// An invoker over `db` and `runtime`, running guest code of at most `cpu_slots`
+    /// invocations at once under the fair scheduler (0: no fair scheduler).
     pub fn new(
         db: Db,
         runtime: Arc<Runtime<HostSdk>>,
         defaults: Limits,
         recorder: Recorder,
         max_concurrency: u32,
+        cpu_slots: usize,
     ) -> Self {
         Self {
             db,
@@ -81,6 +86,7 @@ impl Invoker {
             functions: Mutex::default(),
             concurrency: Mutex::default(),
             capacity: Semaphore::new(runtime.max_instances() as usize),
+            cpu: (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots))),
             runtime,
         }
     }
@@ -308,17 +314,18 @@ impl Invoker {
             event: request.event.clone(),
         };
         let sdk = HostSdk::new(&self.db, &app.id);
-        let outcome = self
-            .runtime
-            .invoke_warm(
-                &function.compiled,
-                function.warm.as_ref(),
-                invocation,
-                request,
-                app.limits,
-                sdk,
-            )
-            .await;
+        let run = self.runtime.invoke_warm(
+            &function.compiled,
+            function.warm.as_ref(),
+            invocation,
+            request,
+            app.limits,
+            sdk,
+        );
+        let outcome = match &self.cpu {
+            Some(cpu) => cpu.run(app.id.as_str().into(), run).await,
+            None => run.await,
+        };
         let Outcome {
             result,
             fuel_used,

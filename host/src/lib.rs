@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cli;
 pub mod dataplane;
 pub mod error;
+pub mod fair;
 pub mod invoker;
 pub mod recorder;
 pub mod rhai;

@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// for every invocation).
     #[arg(long, env = "PICLOUD_WARM_INSTANCES", default_value_t = DEFAULT_MAX_WARM_INSTANCES)]
     pub warm_instances: u32,
+    /// Guest code of at most this many invocations runs at once, handed out fairly
+    /// between apps (see `picloud::fair`); default: the number of CPU cores. 0 turns
+    /// the fair scheduler off (invocations then run in tokio's order).
+    #[arg(long, env = "PICLOUD_CPU_SLOTS")]
+    pub cpu_slots: Option<usize>,
 }
 
 impl ServeArgs {
@@ -86,6 +91,7 @@ impl ServeArgs {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_app_files_bytes: DEFAULT_MAX_APP_BYTES,
             warm_instances: DEFAULT_MAX_WARM_INSTANCES,
+            cpu_slots: None,
         }
     }
 }
@@ -147,6 +153,8 @@ impl Server {
             Limits::default(),
             recorder.clone(),
             args.max_concurrency_per_app,
+            args.cpu_slots
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         );
         let state = AppState {
             db: db.clone(),

@@ -1,0 +1,463 @@
+//! Fair sharing of guest CPU between apps (SPEC §3: one tenant's runaway code never slows
+//! another noticeably).
+//!
+//! Guest code runs inside the futures of invocations; a CPU-bound guest yields every fuel
+//! slice (about a millisecond of guest code, see `picloud_runtime`), and a guest waiting
+//! on a host call (the database) yields too. [`CpuScheduler::run`] wraps an invocation's
+//! future so that polling it needs one of a fixed number of *CPU slots* (one per worker
+//! thread): between two polls the invocation gives its slot back and queues for the next.
+//! Which waiting invocation gets a freed slot is decided here, not by tokio's run queue:
+//!
+//! 1. **Short work first.** An invocation that has used less than [`FRESH_CPU`] of CPU so
+//!    far is *fresh*; fresh invocations are served before long runners, so a quick request
+//!    waits for at most the slices already running, never behind a queue of long ones.
+//! 2. **Round robin between apps.** Among waiters of the same class, the app served
+//!    longest ago goes first, each app's own waiters in arrival order.
+//! 3. **A share per app.** While several apps are active (running, waiting, or served
+//!    within [`ACTIVE_WINDOW`]), no app holds more than its share of the slots
+//!    (`slots / active apps`, at least one): a slot stays free for the others' short
+//!    requests. An app alone on the host uses every slot.
+//!
+//! Lifecycle: one scheduler per process ([`CpuScheduler::new`] with the number of worker
+//! threads); [`CpuScheduler::run`] per invocation. The uncontended path (a free slot, no
+//! other app active) is one uncontended mutex lock per poll.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// CPU an invocation may use and still count as *fresh* (served before long runners). A
+/// typical handler (a Rhai script reading kv, a Rust component) uses well under a
+/// millisecond; a fuel slice of a CPU-bound guest is about one.
+pub const FRESH_CPU: Duration = Duration::from_millis(2);
+/// An app served within this window counts as active for the per-app share, so a
+/// tenant with a steady stream of short requests keeps its slot between two requests.
+pub const ACTIVE_WINDOW: Duration = Duration::from_millis(50);
+/// Beyond this many known apps, apps idle for longer than [`ACTIVE_WINDOW`] are
+/// forgotten (their counters are only needed while they are active).
+const PRUNE_ABOVE: usize = 64;
+
+/// Hands out CPU slots to invocations; see the module docs.
+pub struct CpuScheduler {
+    slots: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    free: usize,
+    /// Grants so far: the round-robin clock.
+    grants: u64,
+    next_waiter: u64,
+    apps: HashMap<Arc<str>, AppShare>,
+    /// Waiters granted a slot that have not been polled since (the slot is theirs).
+    granted: Vec<u64>,
+}
+
+struct AppShare {
+    running: usize,
+    waiters: VecDeque<Waiter>,
+    /// The grant clock when this app last got a slot.
+    last_grant: u64,
+    last_active: Instant,
+}
+
+struct Waiter {
+    id: u64,
+    fresh: bool,
+    waker: Waker,
+}
+
+impl AppShare {
+    fn new(now: Instant) -> Self {
+        Self {
+            running: 0,
+            waiters: VecDeque::new(),
+            last_grant: 0,
+            last_active: now,
+        }
+    }
+
+    fn active(&self, now: Instant) -> bool {
+        self.running > 0
+            || !self.waiters.is_empty()
+            || now.duration_since(self.last_active) < ACTIVE_WINDOW
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl CpuScheduler {
+    /// A scheduler with `slots` CPU slots (the number of worker threads; at least 1).
+    pub fn new(slots: usize) -> Self {
+        let slots = slots.max(1);
+        Self {
+            slots,
+            state: Mutex::new(State {
+                free: slots,
+                ..State::default()
+            }),
+        }
+    }
+
+    /// How many slots there are.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Runs `future` (an invocation of app `app`) under the scheduler: each poll holds a
+    /// CPU slot. Answers the future's output.
+    pub async fn run<F: Future>(self: &Arc<Self>, app: Arc<str>, future: F) -> F::Output {
+        Scheduled {
+            scheduler: self.clone(),
+            app,
+            future: Box::pin(future),
+            cpu: Duration::ZERO,
+            waiting: None,
+        }
+        .await
+    }
+
+    /// The slot share of one app while `active` apps are active.
+    fn share(&self, active: usize) -> usize {
+        (self.slots / active.max(1)).max(1)
+    }
+
+    /// Takes a slot for `app` now if the rules allow it without overtaking a waiter.
+    fn try_take(&self, state: &mut State, app: &Arc<str>, fresh: bool, now: Instant) -> bool {
+        if state.free == 0 {
+            return false;
+        }
+        let (others_waiting, active) = survey(state, app, now);
+        let share = self.share(active);
+        let entry = state
+            .apps
+            .entry(app.clone())
+            .or_insert_with(|| AppShare::new(now));
+        // A waiter of another app that this grant would overtake, or a share used up
+        // while others are active: queue instead.
+        let overtakes = others_waiting.is_some_and(|best_fresh| best_fresh || !fresh);
+        if overtakes || (active > 1 && entry.running >= share) {
+            return false;
+        }
+        state.grants += 1;
+        entry.running += 1;
+        entry.last_grant = state.grants;
+        entry.last_active = now;
+        state.free -= 1;
+        true
+    }
+
+    /// Gives `app`'s slot back and hands free slots to the waiters the rules pick.
+    fn release(&self, state: &mut State, app: &Arc<str>, now: Instant) {
+        if let Some(entry) = state.apps.get_mut(app) {
+            entry.running = entry.running.saturating_sub(1);
+            entry.last_active = now;
+        }
+        state.free += 1;
+        self.hand_out(state, now);
+    }
+
+    /// Grants free slots to waiters: fresh before long, the app served longest ago first,
+    /// within an app in arrival order; an app at its share waits while others are active.
+    fn hand_out(&self, state: &mut State, now: Instant) {
+        while state.free > 0 {
+            let active = state.apps.values().filter(|a| a.active(now)).count();
+            let share = self.share(active);
+            let pick = state
+                .apps
+                .iter()
+                .filter(|(_, a)| active <= 1 || a.running < share)
+                .filter_map(|(name, a)| a.waiters.front().map(|w| (name, w.fresh, a.last_grant)))
+                .min_by_key(|&(_, fresh, last_grant)| (!fresh, last_grant))
+                .map(|(name, _, _)| name.clone());
+            let Some(name) = pick else { break };
+            let entry = state.apps.get_mut(&name).expect("picked app exists");
+            let waiter = entry.waiters.pop_front().expect("picked app has a waiter");
+            state.grants += 1;
+            entry.running += 1;
+            entry.last_grant = state.grants;
+            entry.last_active = now;
+            state.free -= 1;
+            state.granted.push(waiter.id);
+            waiter.waker.wake();
+        }
+        if state.apps.len() > PRUNE_ABOVE {
+            state.apps.retain(|_, a| a.active(now));
+        }
+    }
+}
+
+/// Whether an app other than `app` has a waiter (and whether the best such waiter is
+/// fresh), and how many apps are active, `app` included.
+fn survey(state: &State, app: &Arc<str>, now: Instant) -> (Option<bool>, usize) {
+    let mut others_waiting: Option<bool> = None;
+    let mut active = 0;
+    let mut app_counted = false;
+    for (name, share) in &state.apps {
+        if share.active(now) {
+            active += 1;
+        }
+        if name == app {
+            app_counted = share.active(now);
+            continue;
+        }
+        if share.waiters.iter().any(|w| w.fresh) {
+            others_waiting = Some(true);
+        } else if !share.waiters.is_empty() && others_waiting.is_none() {
+            others_waiting = Some(false);
+        }
+    }
+    if !app_counted {
+        active += 1;
+    }
+    (others_waiting, active)
+}
+
+/// An invocation's future under the scheduler.
+struct Scheduled<F> {
+    scheduler: Arc<CpuScheduler>,
+    app: Arc<str>,
+    /// Boxed, so this wrapper is `Unpin` (an invocation's future is large and boxed
+    /// anyway by the caller's needs; one allocation per invocation).
+    future: Pin<Box<F>>,
+    /// CPU spent polling the future so far.
+    cpu: Duration,
+    /// The waiter id while queued for a slot.
+    waiting: Option<u64>,
+}
+
+impl<F: Future> Future for Scheduled<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let scheduler = this.scheduler.clone();
+        let fresh = this.cpu < FRESH_CPU;
+        {
+            let now = Instant::now();
+            let mut state = lock(&scheduler.state);
+            let has_slot = match this.waiting.take() {
+                Some(id) => match state.granted.iter().position(|&g| g == id) {
+                    Some(at) => {
+                        state.granted.swap_remove(at);
+                        true
+                    }
+                    None => {
+                        // Still queued: refresh the waker (a spurious or outside wake-up).
+                        let entry = state.apps.get_mut(&this.app).expect("a waiter's app");
+                        if let Some(w) = entry.waiters.iter_mut().find(|w| w.id == id) {
+                            w.waker.clone_from(cx.waker());
+                        }
+                        this.waiting = Some(id);
+                        false
+                    }
+                },
+                None => scheduler.try_take(&mut state, &this.app, fresh, now),
+            };
+            if !has_slot {
+                if this.waiting.is_none() {
+                    state.next_waiter += 1;
+                    let id = state.next_waiter;
+                    state
+                        .apps
+                        .entry(this.app.clone())
+                        .or_insert_with(|| AppShare::new(now))
+                        .waiters
+                        .push_back(Waiter {
+                            id,
+                            fresh,
+                            waker: cx.waker().clone(),
+                        });
+                    this.waiting = Some(id);
+                    // A slot may be free while this app is at its share: another app's
+                    // waiter may take it.
+                    scheduler.hand_out(&mut state, now);
+                }
+                return Poll::Pending;
+            }
+        }
+        let started = Instant::now();
+        let result = this.future.as_mut().poll(cx);
+        let now = Instant::now();
+        this.cpu += now.duration_since(started);
+        scheduler.release(&mut lock(&scheduler.state), &this.app, now);
+        result
+    }
+}
+
+impl<F> Drop for Scheduled<F> {
+    fn drop(&mut self) {
+        let Some(id) = self.waiting.take() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut state = lock(&self.scheduler.state);
+        if let Some(at) = state.granted.iter().position(|&g| g == id) {
+            // Granted but dropped before it ran: the slot goes to the next waiter.
+            state.granted.swap_remove(at);
+            self.scheduler.release(&mut state, &self.app, now);
+        } else if let Some(entry) = state.apps.get_mut(&self.app) {
+            entry.waiters.retain(|w| w.id != id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(name: &str) -> Arc<str> {
+        name.into()
+    }
+
+    /// Queues a waiter of `app` as a poll that found no slot would.
+    fn queue(scheduler: &CpuScheduler, app: &Arc<str>, fresh: bool) -> u64 {
+        let mut state = lock(&scheduler.state);
+        state.next_waiter += 1;
+        let id = state.next_waiter;
+        state
+            .apps
+            .entry(app.clone())
+            .or_insert_with(|| AppShare::new(Instant::now()))
+            .waiters
+            .push_back(Waiter {
+                id,
+                fresh,
+                waker: Waker::noop().clone(),
+            });
+        id
+    }
+
+    fn take(scheduler: &CpuScheduler, app: &Arc<str>, fresh: bool) -> bool {
+        scheduler.try_take(&mut lock(&scheduler.state), app, fresh, Instant::now())
+    }
+
+    fn release(scheduler: &CpuScheduler, app: &Arc<str>) -> Vec<u64> {
+        let mut state = lock(&scheduler.state);
+        scheduler.release(&mut state, app, Instant::now());
+        std::mem::take(&mut state.granted)
+    }
+
+    #[test]
+    fn an_app_alone_uses_every_slot() {
+        let scheduler = CpuScheduler::new(2);
+        let a = app("a");
+        assert!(take(&scheduler, &a, false));
+        assert!(take(&scheduler, &a, false));
+        assert!(!take(&scheduler, &a, false), "only two slots");
+    }
+
+    #[test]
+    fn a_fresh_waiter_of_another_app_goes_before_queued_long_runners() {
+        let scheduler = CpuScheduler::new(1);
+        let (a, b) = (app("a"), app("b"));
+        assert!(take(&scheduler, &a, false));
+        let long: Vec<u64> = (0..3).map(|_| queue(&scheduler, &a, false)).collect();
+        let fresh = queue(&scheduler, &b, true);
+        assert_eq!(release(&scheduler, &a), [fresh]);
+        assert_eq!(
+            release(&scheduler, &b),
+            [long[0]],
+            "then the long runners, in order"
+        );
+    }
+
+    #[test]
+    fn apps_waiting_alike_are_served_round_robin() {
+        let scheduler = CpuScheduler::new(1);
+        let (a, b) = (app("a"), app("b"));
+        assert!(take(&scheduler, &a, false));
+        let a1 = queue(&scheduler, &a, false);
+        let a2 = queue(&scheduler, &a, false);
+        let b1 = queue(&scheduler, &b, false);
+        let b2 = queue(&scheduler, &b, false);
+        // a was served last, so b goes first, then they alternate.
+        assert_eq!(release(&scheduler, &a), [b1]);
+        assert_eq!(release(&scheduler, &b), [a1]);
+        assert_eq!(release(&scheduler, &a), [b2]);
+        assert_eq!(release(&scheduler, &b), [a2]);
+    }
+
+    #[test]
+    fn while_another_app_is_active_a_long_runner_keeps_to_its_share() {
+        let scheduler = CpuScheduler::new(2);
+        let (a, b) = (app("a"), app("b"));
+        assert!(take(&scheduler, &a, false));
+        assert!(take(&scheduler, &a, false));
+        let b1 = queue(&scheduler, &b, true);
+        let a1 = queue(&scheduler, &a, false);
+        let a2 = queue(&scheduler, &a, false);
+        assert_eq!(release(&scheduler, &a), [b1], "b's short request first");
+        assert_eq!(release(&scheduler, &a), [a1], "a keeps one slot");
+        // b's request ends; a, at its share while b is active, does not take b's slot...
+        assert_eq!(release(&scheduler, &b), Vec::<u64>::new());
+        // ...which b's next request finds free.
+        assert!(take(&scheduler, &b, true));
+        assert_eq!(
+            release(&scheduler, &a),
+            [a2],
+            "a's own slot passes to its next slice"
+        );
+    }
+
+    #[test]
+    fn a_dropped_waiter_leaves_the_queue_and_a_dropped_grant_passes_on() {
+        let scheduler = Arc::new(CpuScheduler::new(1));
+        let (a, b) = (app("a"), app("b"));
+        assert!(take(&scheduler, &a, false));
+        let gone = queue(&scheduler, &b, true);
+        let next = queue(&scheduler, &a, false);
+        // b's waiter is granted the slot, then dropped before it runs.
+        assert_eq!(release(&scheduler, &a), [gone]);
+        lock(&scheduler.state).granted.push(gone);
+        drop(Scheduled {
+            scheduler: scheduler.clone(),
+            app: b.clone(),
+            future: Box::pin(std::future::ready(())),
+            cpu: Duration::ZERO,
+            waiting: Some(gone),
+        });
+        assert_eq!(lock(&scheduler.state).granted, [next]);
+        assert_eq!(lock(&scheduler.state).free, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn futures_under_the_scheduler_all_complete_and_never_exceed_the_slots() {
+        let scheduler = Arc::new(CpuScheduler::new(1));
+        let running = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (scheduler, running, most) = (scheduler.clone(), running.clone(), most.clone());
+                tokio::spawn(async move {
+                    let app: Arc<str> = format!("app{}", i % 3).into();
+                    scheduler
+                        .run(app, async move {
+                            for _ in 0..5 {
+                                let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                most.fetch_max(now + 1, std::sync::atomic::Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_micros(200));
+                                running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                                tokio::task::yield_now().await;
+                            }
+                            i
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut done = Vec::new();
+        for task in tasks {
+            done.push(task.await.unwrap());
+        }
+        assert_eq!(done, (0..8).collect::<Vec<_>>());
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(lock(&scheduler.state).free, 1);
+    }
+}
