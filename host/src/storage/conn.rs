@@ -195,7 +195,11 @@ impl Conn {
                         .clamp(1, i64::MAX as u128)
                 });
                 let set = format!("SET statement_timeout = {ms}");
-                until(deadline, sqlx::raw_sql(&set).execute(&mut *conn)).await??;
+                until(
+                    deadline,
+                    AnyConnectionBackend::fetch_optional(&mut *conn, &set, false, None),
+                )
+                .await??;
                 Inner::Postgres(conn)
             }
         };
@@ -316,7 +320,7 @@ impl<'c> Executor<'c> for &'c mut Conn {
     fn prepare_with<'e, 'q: 'e>(
         self,
         sql: &'q str,
-        parameters: &[AnyTypeInfo],
+        parameters: &'e [AnyTypeInfo],
     ) -> BoxFuture<'e, Result<AnyStatement<'q>, sqlx::Error>>
     where
         'c: 'e,
