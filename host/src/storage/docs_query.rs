@@ -31,10 +31,11 @@ use std::fmt::Write as _;
 /// Deepest nesting of `$and` / `$or`.
 pub const MAX_DEPTH: usize = 8;
 /// Most predicates in one query; each value of `$in` / `$nin` counts as one (each is
-/// one comparison per document scanned).
-pub const MAX_PREDICATES: usize = 1000;
+/// one comparison per document scanned). SQLite parses a chain of n ORs n levels deep and
+/// refuses expressions deeper than 1000, so a query stays well below that.
+pub const MAX_PREDICATES: usize = 500;
 /// Most values of `$in` / `$nin`.
-pub const MAX_IN_VALUES: usize = 1000;
+pub const MAX_IN_VALUES: usize = 500;
 /// Most sort fields.
 pub const MAX_SORT_FIELDS: usize = 8;
 /// Most segments of a field path.
