@@ -121,6 +121,12 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Conflict => ApiError::conflict("it exists already"),
+            StorageError::Deadline => ApiError::unavailable("the database did not answer in time"),
+            StorageError::Quota(_) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                e.to_string(),
+            ),
             StorageError::Contention(what) => {
                 ApiError::unavailable(format!("too much contention on {what}; retry"))
             }

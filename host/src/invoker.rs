@@ -313,7 +313,8 @@ impl Invoker {
             trigger: trigger.to_owned(),
             event: request.event.clone(),
         };
-        let sdk = HostSdk::new(&self.db, &app.id);
+        let deadline = tokio::time::Instant::now() + app.limits.timeout();
+        let sdk = HostSdk::with_deadline(&self.db, &app.id, deadline);
         let run = self.runtime.invoke_warm(
             &function.compiled,
             function.warm.as_ref(),

@@ -9,15 +9,21 @@
 //! instead of one per handful of requests (each commit is an fsync with SQLite's
 //! `synchronous=FULL`). While a batch lingers the writer sleeps: queueing a record does
 //! not wake it, only a full batch or a flush does.
+//!
+//! Usage is never lost to load: a record that finds the queue full is dropped, but its
+//! usage (and the drop) is added to a per-app accumulator that the next batch stores
+//! with its own usage (see [`Db::record_invocations`]).
 
+use crate::storage::usage::{UsageByDay, UsageDelta, utc_day};
 use crate::storage::{Db, InvocationRecord};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Records queued beyond this are dropped (with a warning) rather than slowing requests.
-const QUEUE_CAPACITY: usize = 10_000;
+/// Records queued beyond this are dropped (their usage kept) rather than slowing
+/// requests.
+pub const QUEUE_CAPACITY: usize = 10_000;
 /// At most this many records per transaction; this many waiting end the linger.
 const MAX_BATCH: usize = 500;
 /// How long a batch waits for more records after its first one.
@@ -34,14 +40,27 @@ pub struct Recorder {
     queue: mpsc::Sender<Message>,
     /// Ends the writer's linger: a flush is waiting or a batch is full.
     urgent: Arc<Notify>,
+    /// Usage of the records dropped since the last batch, by app and day.
+    dropped: Arc<Mutex<UsageByDay>>,
+}
+
+fn lock(dropped: &Mutex<UsageByDay>) -> std::sync::MutexGuard<'_, UsageByDay> {
+    dropped.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Recorder {
     /// Spawns the writer task on the current runtime.
     pub fn start(db: Db) -> Self {
-        let (queue, mut rx) = mpsc::channel(QUEUE_CAPACITY);
+        Self::with_capacity(db, QUEUE_CAPACITY)
+    }
+
+    /// Spawns the writer task with a queue of `capacity` records.
+    pub fn with_capacity(db: Db, capacity: usize) -> Self {
+        let (queue, mut rx) = mpsc::channel(capacity);
         let urgent = Arc::new(Notify::new());
         let wake = urgent.clone();
+        let dropped: Arc<Mutex<UsageByDay>> = Arc::default();
+        let dropped_usage = dropped.clone();
         tokio::spawn(async move {
             let mut batch = Vec::new();
             let mut waiters = Vec::new();
@@ -72,7 +91,15 @@ impl Recorder {
                         break;
                     }
                 }
-                if let Err(e) = db.insert_invocations(&batch).await {
+                let dropped = std::mem::take(&mut *lock(&dropped_usage));
+                let lost: i64 = dropped.values().map(|d| d.dropped_records).sum();
+                if lost > 0 {
+                    tracing::warn!(
+                        lost,
+                        "the invocation record queue was full: records dropped, their usage kept"
+                    );
+                }
+                if let Err(e) = db.record_invocations(&batch, &dropped).await {
                     tracing::error!(error = %e, lost = batch.len(), "could not store invocation records");
                 }
                 batch.clear();
@@ -81,17 +108,29 @@ impl Recorder {
                 }
             }
         });
-        Self { queue, urgent }
+        Self {
+            queue,
+            urgent,
+            dropped,
+        }
     }
 
-    /// Queues one record of app `app_id`.
+    /// Queues one record of app `app_id`; when the queue is full, keeps only its usage.
     pub fn record(&self, app_id: String, record: InvocationRecord) {
-        if self
+        if let Err(e) = self
             .queue
             .try_send(Message::Record(Box::new((app_id, record))))
-            .is_err()
+            && let Message::Record(item) = e.into_inner()
         {
-            tracing::warn!("invocation record queue is full; dropping a record");
+            let (app_id, record) = *item;
+            let usage = UsageDelta {
+                dropped_records: 1,
+                ..UsageDelta::of(&record)
+            };
+            lock(&self.dropped)
+                .entry((app_id, utc_day(record.started_at)))
+                .or_default()
+                .add(usage);
         }
         if self.queue.max_capacity() - self.queue.capacity() >= MAX_BATCH {
             self.urgent.notify_one();

@@ -8,6 +8,11 @@ use crate::recorder::Recorder;
 use crate::storage::files::{
     BlobStore, DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_FILE_BYTES, FilesConfig,
 };
+use crate::storage::usage::{
+    DEFAULT_DISPATCHED_EVENT_RETENTION_DAYS, DEFAULT_INVOCATION_RETENTION_DAYS,
+    DEFAULT_MAX_APP_DOCS_BYTES, DEFAULT_MAX_APP_KV_BYTES,
+    DEFAULT_UNDISPATCHED_EVENT_RETENTION_DAYS, DEFAULT_USAGE_RETENTION_DAYS, Pruned, Retention,
+};
 use crate::storage::{Db, Dialect};
 use axum::Router;
 use axum::routing::get;
@@ -33,6 +38,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 const ORPHAN_SWEEP_EVERY: u64 = 10;
 /// Blobs and temp files younger than this may belong to a put in flight.
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+/// How often old records, change events and usage rows are pruned (and at start):
+/// retention is counted in days, so a few passes an hour keep tables near their bound.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
 
 /// Options of `picloud serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -49,10 +57,14 @@ pub struct ServeArgs {
     /// Functions are also reachable at http://{app}.{base-domain}/…
     #[arg(long, env = "PICLOUD_BASE_DOMAIN", default_value = DEFAULT_BASE_DOMAIN)]
     pub base_domain: String,
-    /// The admin token; when unset one is generated on first start and written to
-    /// {data-dir}/admin-token.
-    #[arg(long, env = "PICLOUD_ADMIN_TOKEN", hide_env_values = true)]
+    /// The admin token, from the environment variable PICLOUD_ADMIN_TOKEN only (a
+    /// command-line flag would show in `ps`); see also --admin-token-file. When neither
+    /// is given, one is generated on first start and written to {data-dir}/admin-token.
+    #[arg(skip = std::env::var("PICLOUD_ADMIN_TOKEN").ok())]
     pub admin_token: Option<String>,
+    /// A file holding the admin token (its first line), instead of PICLOUD_ADMIN_TOKEN.
+    #[arg(long, env = "PICLOUD_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Concurrent invocations per app; more are answered 429.
     #[arg(long, env = "PICLOUD_MAX_CONCURRENCY_PER_APP", default_value_t = DEFAULT_MAX_CONCURRENCY_PER_APP)]
     pub max_concurrency_per_app: u32,
@@ -66,6 +78,26 @@ pub struct ServeArgs {
     /// Largest total of one app's files, in bytes.
     #[arg(long, env = "PICLOUD_MAX_APP_FILES_BYTES", default_value_t = DEFAULT_MAX_APP_BYTES)]
     pub max_app_files_bytes: u64,
+    /// Largest total of one app's kv entries (collection, key and value bytes); a write
+    /// past it answers `limit`.
+    #[arg(long, env = "PICLOUD_MAX_APP_KV_BYTES", default_value_t = DEFAULT_MAX_APP_KV_BYTES)]
+    pub max_app_kv_bytes: u64,
+    /// Largest total of one app's documents (collection, id and body bytes); a write past
+    /// it answers `limit`.
+    #[arg(long, env = "PICLOUD_MAX_APP_DOCS_BYTES", default_value_t = DEFAULT_MAX_APP_DOCS_BYTES)]
+    pub max_app_docs_bytes: u64,
+    /// Days invocation records (and their logs) are kept.
+    #[arg(long, env = "PICLOUD_INVOCATION_RETENTION_DAYS", default_value_t = DEFAULT_INVOCATION_RETENTION_DAYS)]
+    pub invocation_retention_days: u32,
+    /// Days change events are kept once dispatched to triggers.
+    #[arg(long, env = "PICLOUD_CHANGE_EVENT_RETENTION_DAYS", default_value_t = DEFAULT_DISPATCHED_EVENT_RETENTION_DAYS)]
+    pub change_event_retention_days: u32,
+    /// Days change events never dispatched are kept (for triggers still to come).
+    #[arg(long, env = "PICLOUD_UNDISPATCHED_EVENT_RETENTION_DAYS", default_value_t = DEFAULT_UNDISPATCHED_EVENT_RETENTION_DAYS)]
+    pub undispatched_event_retention_days: u32,
+    /// Days of per-app daily usage kept.
+    #[arg(long, env = "PICLOUD_USAGE_RETENTION_DAYS", default_value_t = DEFAULT_USAGE_RETENTION_DAYS)]
+    pub usage_retention_days: u32,
     /// Idle warm instances of Rhai functions kept for reuse, in all (0: a fresh instance
     /// for every invocation).
     #[arg(long, env = "PICLOUD_WARM_INSTANCES", default_value_t = DEFAULT_MAX_WARM_INSTANCES)]
@@ -86,12 +118,30 @@ impl ServeArgs {
             database_url: None,
             base_domain: DEFAULT_BASE_DOMAIN.into(),
             admin_token: None,
+            admin_token_file: None,
             max_concurrency_per_app: DEFAULT_MAX_CONCURRENCY_PER_APP,
             files_dir: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_app_files_bytes: DEFAULT_MAX_APP_BYTES,
+            max_app_kv_bytes: DEFAULT_MAX_APP_KV_BYTES,
+            max_app_docs_bytes: DEFAULT_MAX_APP_DOCS_BYTES,
+            invocation_retention_days: DEFAULT_INVOCATION_RETENTION_DAYS,
+            change_event_retention_days: DEFAULT_DISPATCHED_EVENT_RETENTION_DAYS,
+            undispatched_event_retention_days: DEFAULT_UNDISPATCHED_EVENT_RETENTION_DAYS,
+            usage_retention_days: DEFAULT_USAGE_RETENTION_DAYS,
             warm_instances: DEFAULT_MAX_WARM_INSTANCES,
             cpu_slots: None,
+        }
+    }
+
+    /// What the retention job keeps.
+    pub fn retention(&self) -> Retention {
+        let days = |n: u32| Duration::from_secs(u64::from(n) * 86_400);
+        Retention {
+            invocations: days(self.invocation_retention_days),
+            dispatched_events: days(self.change_event_retention_days),
+            undispatched_events: days(self.undispatched_event_retention_days),
+            usage: days(self.usage_retention_days),
         }
     }
 }
@@ -120,7 +170,7 @@ impl Server {
     /// Opens storage, runs migrations, bootstraps the admin token, builds the runtime
     /// and binds the listener. Prints the admin token when it generated one.
     pub async fn start(args: &ServeArgs) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&args.data_dir)?;
+        crate::storage::files::create_private_dir(&args.data_dir)?;
         let url = match &args.database_url {
             Some(url) => url.clone(),
             None => format!(
@@ -139,7 +189,16 @@ impl Server {
             max_file_bytes: args.max_file_bytes,
             max_app_bytes: args.max_app_files_bytes,
         });
-        auth::bootstrap_admin_token(&db, &args.data_dir, args.admin_token.as_deref()).await?;
+        db.set_storage_quotas(args.max_app_kv_bytes, args.max_app_docs_bytes)
+            .await?;
+        let token = match (&args.admin_token, &args.admin_token_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the admin token once: PICLOUD_ADMIN_TOKEN or --admin-token-file, not both"
+            ),
+            (_, Some(file)) => Some(auth::read_token_file(file)?),
+            (token, None) => token.clone(),
+        };
+        auth::bootstrap_admin_token(&db, &args.data_dir, token.as_deref()).await?;
 
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: Some(args.data_dir.join("cache")),
@@ -193,6 +252,20 @@ impl Server {
                         Ok(n) => tracing::info!(removed = n, "swept orphan file blobs"),
                         Err(e) => tracing::warn!(error = %e, "file blob sweep failed"),
                     }
+                }
+            }
+        });
+
+        let retention = args.retention();
+        let retention_db = state.db.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(RETENTION_INTERVAL);
+            loop {
+                every.tick().await;
+                match retention_db.prune(&retention).await {
+                    Ok(pruned) if pruned == Pruned::default() => {}
+                    Ok(pruned) => tracing::info!(?pruned, "pruned old records"),
+                    Err(e) => tracing::warn!(error = %e, "retention pass failed"),
                 }
             }
         });

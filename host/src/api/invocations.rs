@@ -1,16 +1,51 @@
-//! `/apps/{app}/invocations`: what ran, how it ended, its cost and log lines.
+//! `/apps/{app}/invocations`: what ran, how it ended, its cost and log lines;
+//! `/apps/{app}/usage?days=N`: invocations, errors, fuel and wall time per UTC day.
 
 use super::existing_app;
 use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
-use crate::storage::{InvocationFilter, InvocationRecord};
+use crate::storage::usage::{DailyUsage, utc_day};
+use crate::storage::{InvocationFilter, InvocationRecord, now_ms};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/apps/{app}/invocations", get(list))
+    Router::new()
+        .route("/apps/{app}/invocations", get(list))
+        .route("/apps/{app}/usage", get(usage))
+}
+
+/// Days of usage answered when `days` is not given.
+const DEFAULT_USAGE_DAYS: u32 = 30;
+/// Most days of usage one request answers: a year and a bit, as long as usage is kept
+/// by default.
+const MAX_USAGE_DAYS: u32 = 400;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageQuery {
+    days: Option<u32>,
+}
+
+/// The app's usage per UTC day over the last `days` days (today included), oldest
+/// first; days without invocations have no row.
+async fn usage(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(query): Query<UsageQuery>,
+) -> ApiResult<Json<Vec<DailyUsage>>> {
+    let days = query.days.unwrap_or(DEFAULT_USAGE_DAYS);
+    if !(1..=MAX_USAGE_DAYS).contains(&days) {
+        return Err(ApiError::bad_request(format!(
+            "days must be 1-{MAX_USAGE_DAYS}, got {days}"
+        )));
+    }
+    let app = existing_app(&state, &app).await?;
+    state.recorder.flush().await;
+    let since = utc_day(now_ms() - (i64::from(days) - 1) * 86_400_000);
+    Ok(Json(state.db.usage_daily(&app.id, &since).await?))
 }
 
 async fn list(

@@ -16,6 +16,10 @@ pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_FIND_LIMIT: u32 = 100;
 /// Largest page of `find`.
 pub const MAX_FIND_LIMIT: u32 = 1000;
+/// Largest `skip` of `find`: the database walks every skipped document, so deep pages
+/// cost as much as reading them all. Page deeper with a range on the sort field (a
+/// cursor: `{"field": {"$gt": <last value of the previous page>}}`).
+pub const MAX_SKIP: u32 = 10_000;
 
 /// The docs service of one invocation.
 pub struct DocsService {
@@ -182,6 +186,12 @@ impl Host for DocsService {
                     "limit must be 1-{MAX_FIND_LIMIT}, got {limit}"
                 )));
             }
+            let skip = options.skip.unwrap_or(0);
+            if skip > MAX_SKIP {
+                return Err(GuestError::Invalid(format!(
+                    "skip is at most {MAX_SKIP}, got {skip}; page deeper with a range query on the sort field"
+                )));
+            }
             let rows = self
                 .db
                 .docs_find(
@@ -190,7 +200,7 @@ impl Host for DocsService {
                     &query,
                     &options.sort,
                     limit,
-                    options.skip.unwrap_or(0),
+                    skip,
                 )
                 .await
                 .map_err(docs_error)?;

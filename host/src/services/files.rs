@@ -1,8 +1,8 @@
 //! `picloud:sdk/files`: blobs by path, scoped to the invocation's app.
 
-use super::kv::guest_error;
+use super::kv::{check_len, guest_error};
 use crate::storage::Db;
-use crate::storage::files::{FileStat, FilesError, normalize_path};
+use crate::storage::files::{FileStat, FilesError, MAX_PATH_BYTES, normalize_path};
 use picloud_runtime::files::{Host, Page, Stat};
 use picloud_runtime::{Answer, GuestError};
 use tracing::instrument;
@@ -125,6 +125,10 @@ impl Host for FilesService {
         limit: Option<u32>,
     ) -> Answer<Page> {
         Ok(async {
+            check_len("a prefix", &prefix, MAX_PATH_BYTES)?;
+            if let Some(cursor) = &cursor {
+                check_len("a cursor", cursor, MAX_PATH_BYTES)?;
+            }
             let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
             if !(1..=MAX_LIST_LIMIT).contains(&limit) {
                 return Err(GuestError::Invalid(format!(

@@ -34,6 +34,7 @@ impl KvService {
 pub(crate) fn guest_error(e: StorageError) -> GuestError {
     match e {
         StorageError::Conflict => GuestError::Invalid("conflicting write".into()),
+        StorageError::Deadline | StorageError::Quota(_) => GuestError::Limit(e.to_string()),
         StorageError::Contention(what) => {
             GuestError::Unavailable(format!("too much contention on {what}, retry"))
         }
@@ -65,6 +66,18 @@ pub(crate) fn check_collection(collection: &str) -> Result<(), GuestError> {
             "collection name {collection:?} must be 1-{MAX_COLLECTION_BYTES} characters of A-Z a-z 0-9 _ - ."
         )))
     }
+}
+
+/// Refuses a guest string longer than `max` bytes before the host works with it
+/// (`what` names it in the error).
+pub(crate) fn check_len(what: &str, value: &str, max: usize) -> Result<(), GuestError> {
+    if value.len() > max {
+        return Err(GuestError::Invalid(format!(
+            "{what} is at most {max} bytes, got {}",
+            value.len()
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_key(key: &str) -> Result<(), GuestError> {
@@ -156,6 +169,10 @@ impl Host for KvService {
     ) -> Answer<Page> {
         Ok(async {
             check_collection(&collection)?;
+            check_len("a prefix", &prefix, MAX_KEY_BYTES)?;
+            if let Some(cursor) = &cursor {
+                check_len("a cursor", cursor, MAX_KEY_BYTES)?;
+            }
             let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
             if !(1..=MAX_LIST_LIMIT).contains(&limit) {
                 return Err(GuestError::Invalid(format!(

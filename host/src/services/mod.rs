@@ -1,8 +1,10 @@
 //! The SDK services behind the WIT imports, one module per interface.
 //!
-//! Lifecycle: [`HostSdk::new`] runs once per invocation with the app's identity; each
-//! service then answers the guest's calls for that app only. Interfaces without a
-//! service yet answer `unavailable` through [`Unavailable`].
+//! Lifecycle: [`HostSdk::with_deadline`] runs once per invocation with the app's identity
+//! and the invocation's deadline; each service then answers the guest's calls for that
+//! app only, its database work bounded by the deadline and the app's share of
+//! connections (see [`Db::for_app`]). Interfaces without a service yet answer
+//! `unavailable` through [`Unavailable`].
 
 pub mod docs;
 pub mod files;
@@ -22,14 +24,31 @@ pub struct HostSdk {
 }
 
 impl HostSdk {
-    /// Services for one invocation of app `app_id`.
+    /// Services for app `app_id` without a deadline (host-side callers and tests).
     pub fn new(db: &Db, app_id: &str) -> Self {
-        Self::with_script(db, app_id, None)
+        Self::build(db, app_id, None, None)
+    }
+
+    /// Services for one invocation of app `app_id`: its kv, docs and files calls end at
+    /// `deadline` (their SQL too).
+    pub fn with_deadline(db: &Db, app_id: &str, deadline: tokio::time::Instant) -> Self {
+        Self::build(db, app_id, Some(deadline), None)
     }
 
     /// Services for app `app_id` that can also hand a Rhai function its own source
     /// (for the deploy-time initialisation of the Rhai shim).
     pub fn with_script(db: &Db, app_id: &str, main: Option<std::sync::Arc<str>>) -> Self {
+        Self::build(db, app_id, None, main)
+    }
+
+    fn build(
+        db: &Db,
+        app_id: &str,
+        deadline: Option<tokio::time::Instant>,
+        main: Option<std::sync::Arc<str>>,
+    ) -> Self {
+        let scoped = db.for_app(app_id, deadline);
+        let db = &scoped;
         let app_id: std::sync::Arc<str> = app_id.into();
         Self {
             kv: kv::KvService::new(db.clone(), app_id.clone()),

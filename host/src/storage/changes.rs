@@ -3,8 +3,8 @@
 //! trigger dispatcher (a later issue) consumes rows in `seq` order and stamps
 //! `dispatched_at`.
 
-use super::{Db, StorageResult, now_ms};
-use sqlx::{AnyConnection, Row};
+use super::{Conn, Db, StorageResult, now_ms};
+use sqlx::Row;
 
 /// Which SDK interface wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +67,7 @@ pub struct ChangeEvent {
 
 /// Inserts the event of `change` for app `app_id` on `conn`, which must be inside the
 /// write's transaction.
-pub(super) async fn record(
-    conn: &mut AnyConnection,
-    app_id: &str,
-    change: Change<'_>,
-) -> StorageResult<()> {
+pub(super) async fn record(conn: &mut Conn, app_id: &str, change: Change<'_>) -> StorageResult<()> {
     sqlx::query(
         "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",

@@ -111,7 +111,8 @@ impl Db {
         body: &str,
     ) -> StorageResult<()> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         let sql = format!(
             "INSERT INTO docs (app_id, collection, id, body, version, created_at, updated_at) \
              VALUES ($1, $2, $3, {}, 1, $5, $5)",
@@ -123,7 +124,7 @@ impl Db {
             .bind(id)
             .bind(body)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await
             .map_err(conflict_or)?;
         let change = Change {
@@ -194,7 +195,7 @@ impl Db {
             .bind(app_id)
             .bind(collection)
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut self.acquire().await?)
             .await?;
         Ok(row.map(|r| r.try_get("body")).transpose()?)
     }
@@ -207,7 +208,8 @@ impl Db {
         id: &str,
         body: &str,
     ) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         let sql = format!(
             "UPDATE docs SET body = {}, version = version + 1, updated_at = $2 \
              WHERE app_id = $3 AND collection = $4 AND id = $5",
@@ -219,7 +221,7 @@ impl Db {
             .bind(app_id)
             .bind(collection)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -247,6 +249,7 @@ impl Db {
         merge: &Value,
         max_bytes: usize,
     ) -> StorageResult<Patched> {
+        let mut conn = self.acquire().await?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let sql = format!(
                 "SELECT {}, version FROM docs WHERE app_id = $1 AND collection = $2 AND id = $3",
@@ -256,7 +259,7 @@ impl Db {
                 .bind(app_id)
                 .bind(collection)
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut conn)
                 .await?;
             let Some(row) = row else {
                 return Ok(Patched::Missing);
@@ -271,7 +274,7 @@ impl Db {
                 return Ok(Patched::TooLarge(merged.len()));
             }
 
-            let mut tx = self.pool.begin().await?;
+            conn.begin().await?;
             let sql = format!(
                 "UPDATE docs SET body = {}, version = version + 1, updated_at = $2 \
                  WHERE app_id = $3 AND collection = $4 AND id = $5 AND version = $6",
@@ -284,7 +287,7 @@ impl Db {
                 .bind(collection)
                 .bind(id)
                 .bind(version)
-                .execute(&mut *tx)
+                .execute(&mut conn)
                 .await?;
             if done.rows_affected() == 1 {
                 let change = Change {
@@ -294,10 +297,11 @@ impl Db {
                     key: id,
                     value: Some(&merged),
                 };
-                changes::record(&mut tx, app_id, change).await?;
-                tx.commit().await?;
+                changes::record(&mut conn, app_id, change).await?;
+                conn.commit().await?;
                 return Ok(Patched::Done(merged));
             }
+            conn.commit().await?;
         }
         Err(StorageError::Contention("docs patch"))
     }
@@ -309,13 +313,14 @@ impl Db {
         collection: &str,
         id: &str,
     ) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         let done =
             sqlx::query("DELETE FROM docs WHERE app_id = $1 AND collection = $2 AND id = $3")
                 .bind(app_id)
                 .bind(collection)
                 .bind(id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
@@ -366,7 +371,7 @@ impl Db {
             self.body_column()
         );
         let rows = bind_all(sqlx::query(&sql), &params)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut self.acquire().await?)
             .await?;
         Ok(rows
             .iter()
@@ -384,7 +389,7 @@ impl Db {
         let (filter, params) = self.docs_where(app_id, collection, query)?;
         let sql = format!("SELECT COUNT(*) AS n FROM docs WHERE {filter}");
         let row = bind_all(sqlx::query(&sql), &params)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut self.acquire().await?)
             .await?;
         let n: i64 = row.try_get("n")?;
         Ok(u64::try_from(n).unwrap_or(0))
@@ -420,19 +425,10 @@ impl Db {
                     .collect::<Result<_, _>>()?
             }
             Dialect::Postgres => {
-                // EXPLAIN cannot take parameters in every driver path; the plan is
-                // computed for a generic plan with the values inlined as literals.
-                let mut sql = select;
-                for (i, param) in params.iter().enumerate().rev() {
-                    let value = match param {
-                        Param::Text(s) => literal(s),
-                        Param::Int(n) => n.to_string(),
-                        Param::Float(f) => f.to_string(),
-                    };
-                    sql = sql.replace(&format!("${}", i + 1), &value);
-                }
-                let rows = sqlx::query(&format!("EXPLAIN {sql}"))
-                    .persistent(false)
+                // The values are bound, as in `find` (an EXPLAIN of a statement with
+                // parameters plans it for those values); never inlined into the SQL.
+                let sql = format!("EXPLAIN {select}");
+                let rows = bind_all(sqlx::query(&sql).persistent(false), &params)
                     .fetch_all(&self.pool)
                     .await?;
                 rows.iter()

@@ -30,16 +30,20 @@ use std::fmt::Write as _;
 
 /// Deepest nesting of `$and` / `$or`.
 pub const MAX_DEPTH: usize = 8;
-/// Most predicates in one query.
-pub const MAX_PREDICATES: usize = 256;
+/// Most predicates in one query; each value of `$in` / `$nin` counts as one (each is
+/// one comparison per document scanned). SQLite parses a chain of n ORs n levels deep and
+/// refuses expressions deeper than 1000, so a query stays well below that.
+pub const MAX_PREDICATES: usize = 500;
 /// Most values of `$in` / `$nin`.
-pub const MAX_IN_VALUES: usize = 1000;
+pub const MAX_IN_VALUES: usize = 500;
 /// Most sort fields.
 pub const MAX_SORT_FIELDS: usize = 8;
 /// Most segments of a field path.
 pub const MAX_PATH_SEGMENTS: usize = 16;
 /// Longest path segment.
 pub const MAX_SEGMENT_BYTES: usize = 64;
+/// Longest field path: the most segments of the longest length, with their dots.
+pub const MAX_PATH_BYTES: usize = MAX_PATH_SEGMENTS * (MAX_SEGMENT_BYTES + 1);
 
 /// A query the DSL does not accept; the message names the operator or path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +72,12 @@ pub struct FieldPath(Vec<String>);
 impl FieldPath {
     /// Parses and validates `path` (`address.city`).
     pub fn parse(path: &str) -> Result<Self, QueryError> {
+        if path.len() > MAX_PATH_BYTES {
+            return invalid(format!(
+                "a field path is at most {MAX_PATH_BYTES} bytes, got {}",
+                path.len()
+            ));
+        }
         let segments: Vec<String> = path.split('.').map(str::to_owned).collect();
         if segments.len() > MAX_PATH_SEGMENTS {
             return invalid(format!(
@@ -126,8 +136,16 @@ impl FieldPath {
         path
     }
 
+    /// A PostgreSQL text array of the segments, each quoted: an unquoted `null` element
+    /// would be SQL NULL (and a path with it matches nothing or everything).
     fn pg_path(&self) -> String {
-        format!("{{{}}}", self.0.join(","))
+        let mut path = String::from("{");
+        for (i, segment) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(path, "{sep}\"{segment}\"");
+        }
+        path.push('}');
+        path
     }
 }
 
@@ -167,6 +185,13 @@ pub fn compile_sort(dialect: Dialect, sort: &[String]) -> Result<String, QueryEr
     }
     let mut keys = Vec::new();
     for field in sort {
+        if field.len() > MAX_PATH_BYTES + 1 {
+            return invalid(format!(
+                "sort: a sort field is at most {} bytes, got {}",
+                MAX_PATH_BYTES + 1,
+                field.len()
+            ));
+        }
         let (path, dir) = match field.strip_prefix('-') {
             Some(path) => (path, "DESC"),
             None => (field.strip_prefix('+').unwrap_or(field), "ASC"),
@@ -348,7 +373,10 @@ impl Compiler {
         };
         let mut parts = Vec::new();
         for (op, operand_value) in operators {
-            self.count()?;
+            // `$in` / `$nin` count their values instead (in `one_of`).
+            if !matches!(op.as_str(), "$in" | "$nin") {
+                self.count()?;
+            }
             let at = format!("{}: {op}", path.dotted());
             let sql = match op.as_str() {
                 "$gt" | "$gte" | "$lt" | "$lte" => {
@@ -494,11 +522,15 @@ impl Compiler {
             return invalid(format!("{at} takes at most {MAX_IN_VALUES} values"));
         }
         if values.is_empty() {
+            self.count()?;
             return Ok("1 = 0".into());
         }
         let parts = values
             .iter()
-            .map(|v| self.equals(path, v, at))
+            .map(|v| {
+                self.count()?;
+                self.equals(path, v, at)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(format!("({})", parts.join(" OR ")))
     }
@@ -583,7 +615,7 @@ mod tests {
         );
         assert_eq!(
             path.value_expr(Dialect::Postgres),
-            "(body #> '{address,city_name}')"
+            r#"(body #> '{"address","city_name"}')"#
         );
         for bad in ["", "a..b", "a'b", "0", "a.1", "a b", "$x", "a.\"b\""] {
             assert!(FieldPath::parse(bad).is_err(), "{bad:?} was accepted");

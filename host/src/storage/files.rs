@@ -28,6 +28,9 @@ use unicode_normalization::UnicodeNormalization;
 pub const MAX_PATH_BYTES: usize = 1024;
 /// Longest path segment, in bytes.
 pub const MAX_SEGMENT_BYTES: usize = 255;
+/// Longest path given, before normalisation (which drops `.` and empty segments and
+/// may shorten it): past this it is refused before the host copies it.
+pub const MAX_RAW_PATH_BYTES: usize = 4 * MAX_PATH_BYTES;
 /// Default cap of one file.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 /// Default cap of all files of one app.
@@ -110,6 +113,12 @@ impl From<sqlx::Error> for FilesError {
 /// segments (`a//b`, a trailing `/`) dropped; absolute paths, `..`, backslashes and
 /// control characters refused.
 pub fn normalize_path(path: &str) -> Result<String, String> {
+    if path.len() > MAX_RAW_PATH_BYTES {
+        return Err(format!(
+            "file path is {} bytes; the limit is {MAX_PATH_BYTES}",
+            path.len()
+        ));
+    }
     if path.starts_with('/') {
         return Err(format!(
             "file path {path:?} is absolute; paths are relative to the app's files"
@@ -158,15 +167,29 @@ fn stat_of(row: &sqlx::any::AnyRow) -> Result<FileStat, sqlx::Error> {
     })
 }
 
-/// Writes `content` durably as blob `blob_id` of `app_id` under `root`.
+/// Creates `dir` (and its parents) readable by the server's user only (unix: 0700).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Writes `content` durably as blob `blob_id` of `app_id` under `root`; directories and
+/// blobs are readable by the server's user only (unix: 0700 and 0600).
 fn write_blob(root: &Path, app_id: &str, blob_id: &str, content: &[u8]) -> std::io::Result<()> {
     let tmp_dir = root.join("tmp");
     let app_dir = root.join(app_id);
-    std::fs::create_dir_all(&tmp_dir)?;
-    std::fs::create_dir_all(&app_dir)?;
+    create_private_dir(&tmp_dir)?;
+    create_private_dir(&app_dir)?;
     let tmp = tmp_dir.join(format!("{blob_id}.tmp"));
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
         file.write_all(content)?;
         file.sync_all()?;
         std::fs::rename(&tmp, app_dir.join(blob_id))?;
@@ -265,19 +288,20 @@ impl Db {
         content: &[u8],
     ) -> Result<Option<String>, FilesError> {
         let max_app = self.files.max_app_bytes;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         if self.dialect == Dialect::Postgres {
             // Serialises puts of one app, so two of them cannot both pass the cap check.
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))::text")
                 .bind(app_id)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         let old =
             sqlx::query("DELETE FROM files WHERE app_id = $1 AND path = $2 RETURNING blob_id")
                 .bind(app_id)
                 .bind(&stat.path)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         let old: Option<String> = old.map(|r| r.try_get("blob_id")).transpose()?;
         let inserted = sqlx::query(
@@ -293,7 +317,7 @@ impl Db {
         .bind(blob_id)
         .bind(stat.modified)
         .bind(i64::try_from(max_app).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(FilesError::AppFull { max: max_app });
@@ -303,13 +327,13 @@ impl Db {
                 .bind(blob_id)
                 .bind(app_id)
                 .bind(content)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         if let Some(old) = &old {
             sqlx::query("DELETE FROM file_blobs WHERE blob_id = $1")
                 .bind(old)
-                .execute(&mut *tx)
+                .execute(&mut tx)
                 .await?;
         }
         let value = serde_json::to_string(stat).unwrap_or_default();
@@ -333,7 +357,7 @@ impl Db {
         )
         .bind(app_id)
         .bind(path)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut self.acquire().await?)
         .await?;
         Ok(row.as_ref().map(stat_of).transpose()?)
     }
@@ -346,6 +370,7 @@ impl Db {
     ) -> StorageResult<Option<(FileStat, Vec<u8>)>> {
         // A put may replace the row (and remove its blob) between reading the row and
         // reading a blob on disk; reading the row again then finds the new blob.
+        let mut conn = self.acquire().await?;
         for _ in 0..8 {
             let row = sqlx::query(
                 "SELECT f.path, f.size, f.content_type, f.sha256, f.modified, f.blob_id, b.content \
@@ -354,7 +379,7 @@ impl Db {
             )
             .bind(app_id)
             .bind(path)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut conn)
             .await?;
             let Some(row) = row else { return Ok(None) };
             let stat = stat_of(&row)?;
@@ -378,18 +403,19 @@ impl Db {
 
     /// Removes `path`; true when it existed.
     pub async fn files_delete(&self, app_id: &str, path: &str) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         let row =
             sqlx::query("DELETE FROM files WHERE app_id = $1 AND path = $2 RETURNING blob_id")
                 .bind(app_id)
                 .bind(path)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         let Some(row) = row else { return Ok(false) };
         let blob_id: String = row.try_get("blob_id")?;
         sqlx::query("DELETE FROM file_blobs WHERE blob_id = $1")
             .bind(&blob_id)
-            .execute(&mut *tx)
+            .execute(&mut tx)
             .await?;
         let change = Change {
             source: Source::Files,
@@ -436,7 +462,7 @@ impl Db {
         if let Some(upper) = &upper {
             query = query.bind(upper);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut self.acquire().await?).await?;
         Ok(rows.iter().map(stat_of).collect::<Result<_, _>>()?)
     }
 

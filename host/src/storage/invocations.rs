@@ -1,6 +1,7 @@
 //! Invocation records: what ran, how it ended, what it cost, what it logged.
 
-use super::{Db, Dialect, StorageResult};
+use super::usage::{UsageByDay, UsageDelta, add_usage, row_placeholders, utc_day};
+use super::{Db, StorageResult};
 use picloud_runtime::LogLine;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -72,14 +73,75 @@ fn invocation(row: &AnyRow, app: &str) -> StorageResult<InvocationRecord> {
 }
 
 impl Db {
-    /// Stores a batch of finished invocations (app ids given alongside) in one transaction.
+    /// Stores a batch of finished invocations (app ids given alongside) with their
+    /// usage; see [`Db::record_invocations`].
     pub async fn insert_invocations(
         &self,
         batch: &[(String, InvocationRecord)],
-    ) -> StorageResult<()> {
-        if batch.is_empty() {
-            return Ok(());
+    ) -> StorageResult<usize> {
+        self.record_invocations(batch, &UsageByDay::new()).await
+    }
+
+    /// Stores a batch of finished invocations (app ids given alongside) and adds their
+    /// usage, plus `dropped` (the usage of records that were never queued), to the
+    /// per-day usage, all in one transaction. When that fails, one bad record (its app
+    /// was deleted meanwhile, or the database refuses it) loses only itself: the batch
+    /// is stored record by record, and a record that still fails keeps its usage
+    /// (counted as a dropped record) while its app exists. Returns how many records
+    /// were stored.
+    pub async fn record_invocations(
+        &self,
+        batch: &[(String, InvocationRecord)],
+        dropped: &UsageByDay,
+    ) -> StorageResult<usize> {
+        let mut usage = dropped.clone();
+        for (app_id, record) in batch {
+            usage
+                .entry((app_id.clone(), utc_day(record.started_at)))
+                .or_default()
+                .add(UsageDelta::of(record));
         }
+        let error = match self.store_records(batch, &usage).await {
+            Ok(()) => return Ok(batch.len()),
+            Err(e) => e,
+        };
+        tracing::warn!(error = %error, records = batch.len(), "a batch of invocation records failed; storing them one by one");
+        let mut stored = 0;
+        for item in batch {
+            let (app_id, record) = item;
+            let key = (app_id.clone(), utc_day(record.started_at));
+            let delta = UsageDelta::of(record);
+            let one = UsageByDay::from([(key.clone(), delta)]);
+            match self.store_records(std::slice::from_ref(item), &one).await {
+                Ok(()) => stored += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, invocation = %record.id, "an invocation record was not stored");
+                    let lost = UsageDelta {
+                        dropped_records: 1,
+                        ..delta
+                    };
+                    // Fails too when the app is gone: then nothing is left to count.
+                    let _ = self
+                        .store_records(&[], &UsageByDay::from([(key, lost)]))
+                        .await;
+                }
+            }
+        }
+        for (key, delta) in dropped {
+            let one = UsageByDay::from([(key.clone(), *delta)]);
+            if let Err(e) = self.store_records(&[], &one).await {
+                tracing::debug!(error = %e, app_id = %key.0, "usage of dropped records not stored (the app is gone)");
+            }
+        }
+        Ok(stored)
+    }
+
+    /// One transaction: the records and the usage.
+    async fn store_records(
+        &self,
+        batch: &[(String, InvocationRecord)],
+        usage: &UsageByDay,
+    ) -> StorageResult<()> {
         // Many rows per statement: with SQLite every statement is a round trip to the
         // connection's thread, so one per row cost a thread switch per invocation.
         const ROWS: usize = 64;
@@ -91,22 +153,13 @@ impl Db {
                  error_code, error_message, fuel_used, duration_us, peak_memory, started_at, logs) VALUES ",
             );
             for row in 0..chunk.len() {
-                sql.push_str(if row == 0 { "(" } else { ", (" });
-                for column in 1..=COLUMNS {
-                    if column > 1 {
-                        sql.push_str(", ");
-                    }
-                    // Anonymous `?` on SQLite: sqlx looks up the name of every numbered
-                    // parameter, and SQLite finds a name by a linear scan, so 896 `$N`
-                    // cost ~400k steps per statement (9 % of the server's CPU under load).
-                    match self.dialect {
-                        Dialect::Sqlite => sql.push('?'),
-                        Dialect::Postgres => {
-                            sql.push_str(&format!("${}", row * COLUMNS + column));
-                        }
-                    }
+                if row > 0 {
+                    sql.push_str(", ");
                 }
-                sql.push(')');
+                // Anonymous `?` on SQLite: sqlx looks up the name of every numbered
+                // parameter, and SQLite finds a name by a linear scan, so 896 `$N`
+                // cost ~400k steps per statement (9 % of the server's CPU under load).
+                sql.push_str(&row_placeholders(self.dialect, row, COLUMNS));
             }
             sql.push_str(" ON CONFLICT (id) DO NOTHING");
             let mut query = sqlx::query(&sql);
@@ -129,6 +182,7 @@ impl Db {
             }
             query.execute(&mut *tx).await?;
         }
+        add_usage(&mut *tx, self.dialect, usage).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! event in the same transaction (see [`super::changes`]).
 
 use super::changes::{self, Change, Source};
-use super::{Db, StorageError, StorageResult, now_ms};
+use super::{Conn, Db, StorageError, StorageResult, now_ms};
 use sqlx::Row;
 
 /// Why an increment was refused.
@@ -31,6 +31,9 @@ impl From<sqlx::Error> for IncrementError {
 
 /// How often `increment` retries after losing a race before giving up.
 const MAX_CAS_ATTEMPTS: usize = 64;
+/// Most rows one sweep or retention transaction removes: each is a short write
+/// transaction, so SQLite's one write lock is never held long by the host's cleanup.
+pub const SWEEP_BATCH: u32 = 1000;
 
 /// The exclusive upper bound of keys starting with `prefix` (in code-point order, which
 /// is byte order for UTF-8), or `None` when there is none.
@@ -62,7 +65,7 @@ impl Db {
         .bind(collection)
         .bind(key)
         .bind(now_ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut self.acquire().await?)
         .await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
@@ -76,7 +79,8 @@ impl Db {
         value: &str,
         expires_at: Option<i64>,
     ) -> StorageResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         sqlx::query(
             "INSERT INTO kv_entries (app_id, collection, key, value, version, expires_at, updated_at) \
              VALUES ($1, $2, $3, $4, 1, $5, $6) ON CONFLICT (app_id, collection, key) DO UPDATE SET \
@@ -89,7 +93,7 @@ impl Db {
         .bind(value)
         .bind(expires_at)
         .bind(now_ms())
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
         let change = Change {
             source: Source::Kv,
@@ -110,12 +114,13 @@ impl Db {
         collection: &str,
         key: &str,
     ) -> StorageResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.acquire().await?;
+        tx.begin().await?;
         let row = sqlx::query("DELETE FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3 RETURNING expires_at")
             .bind(app_id)
             .bind(collection)
             .bind(key)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut tx)
             .await?;
         let Some(row) = row else { return Ok(false) };
         let expires_at: Option<i64> = row.try_get("expires_at")?;
@@ -168,7 +173,7 @@ impl Db {
         if let Some(upper) = &upper {
             query = query.bind(upper);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&mut self.acquire().await?).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
             .collect()
@@ -183,16 +188,17 @@ impl Db {
         key: &str,
         by: i64,
     ) -> Result<i64, IncrementError> {
+        let mut conn = self.acquire().await?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let now = now_ms();
             let row = sqlx::query("SELECT value, version, expires_at FROM kv_entries WHERE app_id = $1 AND collection = $2 AND key = $3")
                 .bind(app_id)
                 .bind(collection)
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut conn)
                 .await?;
             let Some(row) = row else {
-                let mut tx = self.pool.begin().await?;
+                conn.begin().await?;
                 let inserted = sqlx::query(
                     "INSERT INTO kv_entries (app_id, collection, key, value, version, expires_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 1, NULL, $5) ON CONFLICT (app_id, collection, key) DO NOTHING",
@@ -202,13 +208,13 @@ impl Db {
                 .bind(key)
                 .bind(by.to_string())
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut conn)
                 .await?;
                 if inserted.rows_affected() == 1 {
-                    self.commit_increment(tx, app_id, collection, key, by)
-                        .await?;
+                    Self::commit_increment(&mut conn, app_id, collection, key, by).await?;
                     return Ok(by);
                 }
+                conn.commit().await?;
                 continue;
             };
             let version: i64 = row.try_get("version")?;
@@ -224,7 +230,7 @@ impl Db {
                 0
             };
             let next = current.checked_add(by).ok_or(IncrementError::Overflow)?;
-            let mut tx = self.pool.begin().await?;
+            conn.begin().await?;
             let updated = sqlx::query(
                 "UPDATE kv_entries SET value = $1, version = version + 1, updated_at = $2, \
                  expires_at = CASE WHEN $3 = 1 THEN expires_at ELSE NULL END \
@@ -237,21 +243,20 @@ impl Db {
             .bind(collection)
             .bind(key)
             .bind(version)
-            .execute(&mut *tx)
+            .execute(&mut conn)
             .await?;
             if updated.rows_affected() == 1 {
-                self.commit_increment(tx, app_id, collection, key, next)
-                    .await?;
+                Self::commit_increment(&mut conn, app_id, collection, key, next).await?;
                 return Ok(next);
             }
+            conn.commit().await?;
         }
         Err(StorageError::Contention("kv increment").into())
     }
 
     /// Records the change event of a successful increment and commits.
     async fn commit_increment(
-        &self,
-        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        tx: &mut Conn,
         app_id: &str,
         collection: &str,
         key: &str,
@@ -265,43 +270,66 @@ impl Db {
             key,
             value: Some(&value),
         };
-        changes::record(&mut tx, app_id, change).await?;
+        changes::record(tx, app_id, change).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Deletes expired entries, recording an `expire` change event for each in the same
-    /// transaction; returns how many.
+    /// Deletes expired entries, at most [`SWEEP_BATCH`] per transaction, recording an
+    /// `expire` change event for each in the same transaction; returns how many.
     pub async fn sweep_expired_kv(&self) -> StorageResult<u64> {
         let now = now_ms();
+        let mut removed = 0;
+        loop {
+            let batch = self.sweep_expired_kv_batch(now, SWEEP_BATCH).await?;
+            removed += batch;
+            if batch < u64::from(SWEEP_BATCH) {
+                return Ok(removed);
+            }
+            // Between batches other writers take their turn.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// One transaction of the sweep: deletes at most `limit` entries that expired by
+    /// `now` (ms), with their `expire` change events; returns how many.
+    pub async fn sweep_expired_kv_batch(&self, now: i64, limit: u32) -> StorageResult<u64> {
+        let limit = i64::from(limit);
         let removed = match self.dialect {
             // One statement: the rows deleted are exactly the rows recorded.
             super::Dialect::Postgres => sqlx::query(
-                "WITH gone AS (DELETE FROM kv_entries WHERE expires_at IS NOT NULL AND expires_at <= $1 \
+                "WITH gone AS (DELETE FROM kv_entries WHERE (app_id, collection, key) IN \
+                 (SELECT app_id, collection, key FROM kv_entries \
+                 WHERE expires_at IS NOT NULL AND expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED) \
                  RETURNING app_id, collection, key) \
                  INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
                  SELECT app_id, 'kv', 'expire', collection, key, NULL, $1 FROM gone",
             )
             .bind(now)
+            .bind(limit)
             .execute(&self.pool)
             .await?
             .rows_affected(),
             // The first statement takes SQLite's write lock, so no writer can come between
-            // the two.
+            // the two, which pick the same rows.
             super::Dialect::Sqlite => {
+                let batch = "SELECT rowid FROM kv_entries WHERE expires_at IS NOT NULL \
+                             AND expires_at <= $1 ORDER BY expires_at, rowid LIMIT $2";
                 let mut tx = self.pool.begin().await?;
-                sqlx::query(
+                sqlx::query(&format!(
                     "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
                      SELECT app_id, 'kv', 'expire', collection, key, NULL, $1 FROM kv_entries \
-                     WHERE expires_at IS NOT NULL AND expires_at <= $1",
-                )
+                     WHERE rowid IN ({batch})"
+                ))
                 .bind(now)
+                .bind(limit)
                 .execute(&mut *tx)
                 .await?;
-                let done = sqlx::query(
-                    "DELETE FROM kv_entries WHERE expires_at IS NOT NULL AND expires_at <= $1",
-                )
+                let done = sqlx::query(&format!(
+                    "DELETE FROM kv_entries WHERE rowid IN ({batch})"
+                ))
                 .bind(now)
+                .bind(limit)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;

@@ -6,6 +6,7 @@
 
 mod apps;
 pub mod changes;
+mod conn;
 pub mod docs;
 pub mod docs_query;
 pub mod files;
@@ -14,8 +15,10 @@ mod invocations;
 pub mod kv;
 mod routes;
 mod tokens;
+pub mod usage;
 
 pub use apps::AppRecord;
+pub use conn::Conn;
 pub use functions::{FunctionRecord, VersionRecord};
 pub use invocations::{InvocationFilter, InvocationRecord};
 pub use routes::RouteRecord;
@@ -43,7 +46,13 @@ pub enum StorageError {
     Conflict,
     /// The database failed or is unreachable.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The invocation's deadline passed before the call finished; its SQL was ended.
+    #[error("the invocation's deadline passed during a database call")]
+    Deadline,
+    /// The write would take the app's kv or docs past its byte quota.
+    #[error("the app's {0} would exceed their byte quota")]
+    Quota(&'static str),
     /// Concurrent writers kept winning; the caller may retry.
     #[error("too much contention on {0}")]
     Contention(&'static str),
@@ -58,10 +67,64 @@ pub enum StorageError {
 /// Result of storage calls.
 pub type StorageResult<T> = Result<T, StorageError>;
 
-/// The database: a connection pool and its dialect.
+/// Marks the error of a statement refused because the deadline had passed.
+#[derive(Debug, Error)]
+#[error("the invocation's deadline passed")]
+struct DeadlinePassed;
+
+/// The error [`Conn`] answers for a statement past its deadline.
+fn deadline_passed() -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        DeadlinePassed,
+    ))
+}
+
+/// Message of the error the storage-quota triggers raise (migrations 0003).
+const QUOTA_MESSAGE: &str = "picloud: storage quota exceeded on ";
+
+impl From<sqlx::Error> for StorageError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<DeadlinePassed>()) => {
+                Self::Deadline
+            }
+            sqlx::Error::Database(db) => {
+                // PostgreSQL's query_canceled (here: statement_timeout) and SQLite's
+                // SQLITE_INTERRUPT (the progress handler): only tenant connections set
+                // either, and only for the deadline.
+                if matches!(db.code().as_deref(), Some("57014" | "9")) {
+                    return Self::Deadline;
+                }
+                match db.message().split_once(QUOTA_MESSAGE) {
+                    Some((_, what)) if what.starts_with("docs") => Self::Quota("docs"),
+                    Some(_) => Self::Quota("kv entries"),
+                    None => Self::Database(e),
+                }
+            }
+            _ => Self::Database(e),
+        }
+    }
+}
+
+/// Connections of the host pool: migrations, records, sweeps, the admin API.
+const SQLITE_HOST_CONNECTIONS: u32 = 4;
+/// Connections of the tenant pool (SQLite): writers queue on one lock anyway; eight
+/// let readers of several apps run side by side.
+const SQLITE_TENANT_CONNECTIONS: u32 = 8;
+/// Connections of the host pool (PostgreSQL).
+const POSTGRES_HOST_CONNECTIONS: u32 = 8;
+/// Connections of the tenant pool (PostgreSQL), of PostgreSQL's default 100 per server.
+const POSTGRES_TENANT_CONNECTIONS: u32 = 16;
+
+/// The database: the host's and the tenants' connection pools and the dialect. A `Db`
+/// made by [`Db::for_app`] bounds its kv, docs and files calls for one app.
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    tenant: conn::TenantPool,
+    shares: std::sync::Arc<conn::Shares>,
+    scope: Option<std::sync::Arc<conn::Scope>>,
     dialect: Dialect,
     files: std::sync::Arc<files::FilesConfig>,
 }
@@ -88,10 +151,14 @@ impl Db {
             anyhow::bail!("unsupported database URL {url:?}: use sqlite://PATH or postgres://…");
         };
         let options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        let (host_size, tenant_size) = match dialect {
+            Dialect::Sqlite => (SQLITE_HOST_CONNECTIONS, SQLITE_TENANT_CONNECTIONS),
+            Dialect::Postgres => (POSTGRES_HOST_CONNECTIONS, POSTGRES_TENANT_CONNECTIONS),
+        };
         let pool = match dialect {
             Dialect::Sqlite => {
                 options
-                    .max_connections(8)
+                    .max_connections(host_size)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
@@ -105,18 +172,51 @@ impl Db {
                     .connect(url)
                     .await?
             }
-            Dialect::Postgres => options.max_connections(16).connect(url).await?,
+            Dialect::Postgres => options.max_connections(host_size).connect(url).await?,
         };
         let migrator = match dialect {
             Dialect::Sqlite => &SQLITE_MIGRATIONS,
             Dialect::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&pool).await?;
+        let tenant = conn::TenantPool::open(dialect, url, tenant_size).await?;
         Ok(Self {
             pool,
+            tenant,
+            shares: std::sync::Arc::new(conn::Shares::new(tenant_size)),
+            scope: None,
             dialect,
             files: Default::default(),
         })
+    }
+
+    /// This database for the kv, docs and files calls of app `app_id`: each call holds
+    /// one of the app's share of tenant connections (half the tenant pool) and, with a
+    /// `deadline`, its SQL ends then (the call answers [`StorageError::Deadline`]).
+    #[must_use]
+    pub fn for_app(&self, app_id: &str, deadline: Option<tokio::time::Instant>) -> Self {
+        Self {
+            scope: Some(std::sync::Arc::new(conn::Scope::new(
+                &self.shares,
+                app_id,
+                deadline,
+            ))),
+            ..self.clone()
+        }
+    }
+
+    /// How many tenant connections one app may hold at once.
+    pub fn connections_per_app(&self) -> usize {
+        self.shares.per_app()
+    }
+
+    /// A connection for one kv, docs or files call: bounded by the scope of a `Db` from
+    /// [`Db::for_app`], else one of the host pool.
+    pub(crate) async fn acquire(&self) -> StorageResult<Conn> {
+        match &self.scope {
+            Some(scope) => Conn::tenant(&self.tenant, scope).await,
+            None => Conn::host(&self.pool).await,
+        }
     }
 
     /// The dialect behind the pool.
@@ -136,6 +236,7 @@ impl Db {
 
     /// Closes the pool (waits for connections to be returned).
     pub async fn close(&self) {
+        self.tenant.close().await;
         self.pool.close().await;
     }
 }
@@ -144,7 +245,7 @@ impl Db {
 fn conflict_or(e: sqlx::Error) -> StorageError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
-        _ => StorageError::Database(e),
+        _ => e.into(),
     }
 }
 
