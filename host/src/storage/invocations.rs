@@ -182,7 +182,7 @@ impl Db {
             }
             query.execute(&mut *tx).await?;
         }
-        add_usage(&mut *tx, self.dialect, usage).await?;
+        add_usage(&mut tx, self.dialect, usage).await?;
         tx.commit().await?;
         Ok(())
     }
