@@ -33,7 +33,7 @@ pub struct Cli {
 enum Command {
     /// Run the server (embedded SQLite under --data-dir unless --database-url is given).
     Serve(ServeArgs),
-    /// Create, list and delete apps (tenants).
+    /// Create, list and delete apps (tenants); show and set their limits.
     #[command(subcommand)]
     Apps(AppsCommand),
     /// Upload a component or Rhai script as the next version of a function and bind
@@ -85,6 +85,14 @@ enum Command {
     /// Declare, list and drop indexes of an app's document collections.
     #[command(subcommand)]
     Indexes(IndexesCommand),
+    /// An app's invocations, errors, fuel and wall time per UTC day.
+    Usage {
+        /// App name.
+        app: String,
+        /// How many days, today included.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +176,23 @@ enum AppsCommand {
     Delete {
         /// App name.
         name: String,
+    },
+    /// Show an app's limits, or set some of them (the others keep their values).
+    Limits {
+        /// App name.
+        name: String,
+        /// Fuel per invocation.
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Wall-clock milliseconds per invocation.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Linear-memory bytes per instance.
+        #[arg(long)]
+        memory_bytes: Option<u64>,
+        /// Fuel per UTC day, all invocations together (unlimited by default).
+        #[arg(long)]
+        daily_fuel: Option<u64>,
     },
 }
 
@@ -270,6 +295,80 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             print(json, &json!({ "deleted": name }), || {
                 format!("deleted app {name}")
+            });
+        }
+        Command::Apps(AppsCommand::Limits {
+            name,
+            fuel,
+            timeout_ms,
+            memory_bytes,
+            daily_fuel,
+        }) => {
+            let path = format!("/apps/{name}");
+            let mut app = client.send(reqwest::Method::GET, &path, None).await?;
+            let given = [
+                ("fuel", fuel),
+                ("timeout_ms", timeout_ms),
+                ("memory_bytes", memory_bytes),
+                ("daily_fuel", daily_fuel),
+            ];
+            if given.iter().any(|(_, v)| v.is_some()) {
+                let mut limits = app["limits"].clone();
+                if !limits.is_object() {
+                    limits = json!({});
+                }
+                for (field, value) in given {
+                    if let Some(value) = value {
+                        limits[field] = json!(value);
+                    }
+                }
+                app = client
+                    .send(
+                        reqwest::Method::PUT,
+                        &format!("{path}/limits"),
+                        Some(limits),
+                    )
+                    .await?;
+            }
+            let limits = app["effective_limits"].clone();
+            print(json, &limits, || {
+                let daily = limits["daily_fuel"]
+                    .as_u64()
+                    .map_or_else(|| "unlimited".to_owned(), |f| f.to_string());
+                format!(
+                    "fuel {}  timeout_ms {}  memory_bytes {}  daily_fuel {daily}",
+                    limits["fuel"], limits["timeout_ms"], limits["memory_bytes"]
+                )
+            });
+        }
+        Command::Usage { app, days } => {
+            let usage = client
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/apps/{app}/usage?days={days}"),
+                    None,
+                )
+                .await?;
+            print(json, &usage, || {
+                let mut lines = vec![format!(
+                    "{:<10} {:>11} {:>7} {:>16} {:>12}",
+                    "day", "invocations", "errors", "fuel", "wall ms"
+                )];
+                for day in usage.as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "{:<10} {:>11} {:>7} {:>16} {:>12}",
+                        day["day"].as_str().unwrap_or(""),
+                        day["invocations"],
+                        day["errors"],
+                        day["fuel_used"],
+                        day["duration_us"].as_i64().unwrap_or(0) / 1000
+                    ));
+                }
+                if lines.len() == 1 {
+                    format!("no invocations of {app} in the last {days} days")
+                } else {
+                    lines.join("\n")
+                }
             });
         }
         Command::Deploy {

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub message: String,
     /// The invocation this error belongs to, on the data plane.
     pub invocation_id: Option<String>,
+    /// Seconds for `Retry-After` on a 429 or 503, when not [`RETRY_AFTER_SECS`].
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             code,
             message: message.into(),
             invocation_id: None,
+            retry_after: None,
         }
     }
     /// 400 `bad_request`.
@@ -106,7 +109,15 @@ impl ApiError {
             code: error.code(),
             message,
             invocation_id: Some(invocation_id.to_owned()),
+            retry_after: None,
         }
+    }
+
+    /// This error with `Retry-After: secs` (on a 429 or 503).
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// This error tagged with an invocation id.
@@ -154,9 +165,10 @@ impl IntoResponse for ApiError {
             self.status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         ) {
+            let secs = self.retry_after.unwrap_or(u64::from(RETRY_AFTER_SECS));
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -2,11 +2,12 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
+use crate::quota::FuelQuotas;
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
-use crate::storage::{Db, InvocationRecord, now_ms};
+use crate::storage::{Db, InvocationRecord};
 use picloud_runtime::{
     CompileError, Compiled, Invocation, Limits, Outcome, Request, Response, Runtime, WarmPool,
     sha256_hex,
@@ -58,6 +59,8 @@ pub struct Invoker {
     concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// One permit per instance slot of the runtime's pool: past it the host is full.
     capacity: Semaphore,
+    /// Daily fuel quotas.
+    quotas: Arc<FuelQuotas>,
     /// Shares guest CPU fairly between apps; `None` leaves it to tokio.
     cpu: Option<Arc<CpuScheduler>>,
 }
@@ -76,8 +79,10 @@ impl Invoker {
         recorder: Recorder,
         max_concurrency: u32,
         cpu_slots: usize,
+        quotas: Arc<FuelQuotas>,
     ) -> Self {
         Self {
+            quotas,
             db,
             defaults,
             recorder,
@@ -94,6 +99,11 @@ impl Invoker {
     /// The runtime.
     pub fn runtime(&self) -> &Runtime<HostSdk> {
         &self.runtime
+    }
+
+    /// The clock invocations and their per-day usage are counted by.
+    pub fn clock(&self) -> &crate::quota::Clock {
+        self.quotas.clock()
     }
 
     /// The host's default limits.
@@ -276,6 +286,17 @@ impl Invoker {
         request: Request,
     ) -> (String, Result<Response, ApiError>) {
         let invocation_id = uuid::Uuid::now_v7().to_string();
+        if let Err(reached) = self.quotas.admit(&app.id, app.limits.daily_fuel).await {
+            let error = ApiError::quota_exceeded(format!(
+                "app {} used its daily fuel quota of {}; it renews at midnight UTC",
+                app.name, reached.quota
+            ))
+            .with_retry_after(reached.retry_after_secs);
+            return (
+                invocation_id.clone(),
+                Err(error.with_invocation(&invocation_id)),
+            );
+        }
         let semaphore = {
             let mut concurrency = lock(&self.concurrency);
             match concurrency.get(app.name.as_str()) {
@@ -304,7 +325,7 @@ impl Invoker {
                 Err(error.with_invocation(&invocation_id)),
             );
         };
-        let started_at = now_ms();
+        let started_at = self.quotas.clock().now_ms();
         let invocation = Invocation {
             app: app.name.clone(),
             function: function_name.to_owned(),
@@ -334,6 +355,8 @@ impl Invoker {
             peak_memory,
             logs,
         } = outcome;
+        self.quotas
+            .used(&app.id, app.limits.daily_fuel, started_at, fuel_used);
         let result = result.map_err(|e| ApiError::from_run(&e, &invocation_id));
         let (status, http_status, code, message) = match &result {
             Ok(response) => ("ok", i64::from(response.status), None, None),

@@ -14,6 +14,7 @@ pub mod dataplane;
 pub mod error;
 pub mod fair;
 pub mod invoker;
+pub mod quota;
 pub mod recorder;
 pub mod rhai;
 pub mod routing;

@@ -14,8 +14,9 @@
 //! usage (and the drop) is added to a per-app accumulator that the next batch stores
 //! with its own usage (see [`Db::record_invocations`]).
 
+use crate::quota::FuelQuotas;
 use crate::storage::usage::{UsageByDay, UsageDelta, utc_day};
-use crate::storage::{Db, InvocationRecord};
+use crate::storage::{Db, InvocationRecord, batch_usage};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -49,13 +50,14 @@ fn lock(dropped: &Mutex<UsageByDay>) -> std::sync::MutexGuard<'_, UsageByDay> {
 }
 
 impl Recorder {
-    /// Spawns the writer task on the current runtime.
-    pub fn start(db: Db) -> Self {
-        Self::with_capacity(db, QUEUE_CAPACITY)
+    /// Spawns the writer task on the current runtime; what it stores is reported to
+    /// `quotas`.
+    pub fn start(db: Db, quotas: Option<Arc<FuelQuotas>>) -> Self {
+        Self::with_capacity(db, quotas, QUEUE_CAPACITY)
     }
 
     /// Spawns the writer task with a queue of `capacity` records.
-    pub fn with_capacity(db: Db, capacity: usize) -> Self {
+    pub fn with_capacity(db: Db, quotas: Option<Arc<FuelQuotas>>, capacity: usize) -> Self {
         let (queue, mut rx) = mpsc::channel(capacity);
         let urgent = Arc::new(Notify::new());
         let wake = urgent.clone();
@@ -101,6 +103,11 @@ impl Recorder {
                 }
                 if let Err(e) = db.record_invocations(&batch, &dropped).await {
                     tracing::error!(error = %e, lost = batch.len(), "could not store invocation records");
+                }
+                if let Some(quotas) = &quotas {
+                    // Stored, or failing record by record and counted as lost: either
+                    // way no longer pending on this node.
+                    quotas.stored(&batch_usage(&batch, &dropped));
                 }
                 batch.clear();
                 for done in waiters.drain(..) {

@@ -107,6 +107,9 @@ pub struct ServeArgs {
     /// the fair scheduler off (invocations then run in tokio's order).
     #[arg(long, env = "PICLOUD_CPU_SLOTS")]
     pub cpu_slots: Option<usize>,
+    /// The clock per-day usage and quotas are counted by (tests move it past midnight).
+    #[arg(skip)]
+    pub clock: crate::quota::Clock,
 }
 
 impl ServeArgs {
@@ -131,6 +134,7 @@ impl ServeArgs {
             usage_retention_days: DEFAULT_USAGE_RETENTION_DAYS,
             warm_instances: DEFAULT_MAX_WARM_INSTANCES,
             cpu_slots: None,
+            clock: crate::quota::Clock::default(),
         }
     }
 
@@ -205,7 +209,11 @@ impl Server {
             max_warm_instances: args.warm_instances,
             ..RuntimeConfig::default()
         })?;
-        let recorder = Recorder::start(db.clone());
+        let quotas = Arc::new(crate::quota::FuelQuotas::new(
+            db.clone(),
+            args.clock.clone(),
+        ));
+        let recorder = Recorder::start(db.clone(), Some(quotas.clone()));
         let invoker = Invoker::new(
             db.clone(),
             Arc::new(runtime),
@@ -214,6 +222,7 @@ impl Server {
             args.max_concurrency_per_app,
             args.cpu_slots
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+            quotas,
         );
         let state = AppState {
             db: db.clone(),

@@ -23,6 +23,12 @@ pub struct Limits {
     /// Bytes of linear memory the instance may hold; asking for more ends it with
     /// `memory_exhausted`.
     pub memory_bytes: u64,
+    /// Fuel all invocations of the app may use per UTC day; `None`: unlimited (the
+    /// default, SPEC §3). Enforced by the host before an invocation starts (once the
+    /// day's fuel reaches it, new invocations are refused with `quota_exceeded`), not
+    /// by the runtime.
+    #[serde(default)]
+    pub daily_fuel: Option<u64>,
 }
 
 impl Default for Limits {
@@ -31,6 +37,7 @@ impl Default for Limits {
             fuel: DEFAULT_FUEL,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             memory_bytes: DEFAULT_MEMORY_BYTES,
+            daily_fuel: None,
         }
     }
 }
@@ -48,6 +55,7 @@ impl Limits {
             fuel: overrides.fuel.unwrap_or(self.fuel),
             timeout_ms: overrides.timeout_ms.unwrap_or(self.timeout_ms),
             memory_bytes: overrides.memory_bytes.unwrap_or(self.memory_bytes),
+            daily_fuel: overrides.daily_fuel.or(self.daily_fuel),
         }
     }
 }
@@ -65,6 +73,9 @@ pub struct LimitOverrides {
     /// Linear-memory bytes per instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
+    /// Fuel per UTC day, all invocations together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_fuel: Option<u64>,
 }
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ fn check_limits(limits: &LimitOverrides) -> ApiResult<()> {
         ("fuel", limits.fuel),
         ("timeout_ms", limits.timeout_ms),
         ("memory_bytes", limits.memory_bytes),
+        ("daily_fuel", limits.daily_fuel),
     ] {
         if value == Some(0) {
             return Err(ApiError::bad_request(format!(

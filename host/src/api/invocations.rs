@@ -5,7 +5,7 @@ use super::existing_app;
 use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
 use crate::storage::usage::{DailyUsage, utc_day};
-use crate::storage::{InvocationFilter, InvocationRecord, now_ms};
+use crate::storage::{InvocationFilter, InvocationRecord};
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -44,7 +44,8 @@ async fn usage(
     }
     let app = existing_app(&state, &app).await?;
     state.recorder.flush().await;
-    let since = utc_day(now_ms() - (i64::from(days) - 1) * 86_400_000);
+    let today = state.invoker.clock().now_ms();
+    let since = utc_day(today - (i64::from(days) - 1) * 86_400_000);
     Ok(Json(state.db.usage_daily(&app.id, &since).await?))
 }
 

@@ -94,13 +94,7 @@ impl Db {
         batch: &[(String, InvocationRecord)],
         dropped: &UsageByDay,
     ) -> StorageResult<usize> {
-        let mut usage = dropped.clone();
-        for (app_id, record) in batch {
-            usage
-                .entry((app_id.clone(), utc_day(record.started_at)))
-                .or_default()
-                .add(UsageDelta::of(record));
-        }
+        let usage = batch_usage(batch, dropped);
         let error = match self.store_records(batch, &usage).await {
             Ok(()) => return Ok(batch.len()),
             Err(e) => e,
@@ -218,4 +212,17 @@ impl Db {
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(|r| invocation(r, app)).collect()
     }
+}
+
+/// The usage of `batch` and of the `dropped` records, by app and UTC day: what
+/// [`Db::record_invocations`] adds to `usage_daily`.
+pub fn batch_usage(batch: &[(String, InvocationRecord)], dropped: &UsageByDay) -> UsageByDay {
+    let mut usage = dropped.clone();
+    for (app_id, record) in batch {
+        usage
+            .entry((app_id.clone(), utc_day(record.started_at)))
+            .or_default()
+            .add(UsageDelta::of(record));
+    }
+    usage
 }

@@ -20,7 +20,7 @@ pub mod usage;
 pub use apps::AppRecord;
 pub use conn::Conn;
 pub use functions::{FunctionRecord, VersionRecord};
-pub use invocations::{InvocationFilter, InvocationRecord};
+pub use invocations::{InvocationFilter, InvocationRecord, batch_usage};
 pub use routes::RouteRecord;
 pub use tokens::TokenRecord;
 

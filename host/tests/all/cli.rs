@@ -329,3 +329,71 @@ async fn files_and_indexes_with_the_cli() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_usage_with_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    let url = server.url.as_str();
+    server.create_app("shop").await;
+    server.deploy("shop", "hello", hello(), Some("GET /")).await;
+
+    let shown = stdout(&picloud(url, Some(TOKEN), &["apps", "limits", "shop"]).await);
+    assert!(shown.contains("daily_fuel unlimited"), "{shown}");
+    let set = stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &[
+                "apps",
+                "limits",
+                "shop",
+                "--daily-fuel",
+                "1",
+                "--timeout-ms",
+                "5000",
+            ],
+        )
+        .await,
+    );
+    assert!(
+        set.contains("timeout_ms 5000") && set.contains("daily_fuel 1"),
+        "{set}"
+    );
+    // Setting one limit keeps the others.
+    let json = stdout(
+        &picloud(
+            url,
+            Some(TOKEN),
+            &["apps", "limits", "shop", "--fuel", "7000000", "--json"],
+        )
+        .await,
+    );
+    let limits: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (
+            &limits["fuel"],
+            &limits["timeout_ms"],
+            &limits["daily_fuel"]
+        ),
+        (
+            &serde_json::json!(7_000_000),
+            &serde_json::json!(5000),
+            &serde_json::json!(1)
+        )
+    );
+
+    assert_eq!(server.get("/fn/shop/").await.status(), 200);
+    assert_eq!(
+        server.get("/fn/shop/").await.status(),
+        429,
+        "the daily quota of 1 fuel is used"
+    );
+    let usage = stdout(&picloud(url, Some(TOKEN), &["usage", "shop", "--days", "1"]).await);
+    let today = usage.lines().nth(1).unwrap_or_default();
+    assert!(
+        today.split_whitespace().nth(1) == Some("1"),
+        "one invocation today (the refused one is not one): {usage}"
+    );
+    server.stop().await;
+}

@@ -8,3 +8,4 @@ mod rhai;
 mod server;
 mod storage;
 mod support;
+mod tenancy;

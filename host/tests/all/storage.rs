@@ -568,7 +568,7 @@ async fn the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush(bac
             db.list_invocations(&id, "a", &filter).await.unwrap().len()
         }
     };
-    let recorder = picloud::recorder::Recorder::start(db.clone());
+    let recorder = picloud::recorder::Recorder::start(db.clone(), None);
 
     // More than a full batch (500): the first batch is written without waiting for the
     // linger, the rest on the flush; nothing is lost.

@@ -507,7 +507,7 @@ async fn usage_counts_every_invocation_and_the_records_dropped_under_load(backen
     let now = now_ms();
     // A queue of 10 records and 2000 records at once: the writer sleeps through its
     // first batch's linger meanwhile, so most are dropped.
-    let recorder = Recorder::with_capacity(db.clone(), 10);
+    let recorder = Recorder::with_capacity(db.clone(), None, 10);
     for i in 0..2000 {
         recorder.record(ids[0].clone(), record(&format!("r{i:04}"), now, "ok"));
     }
