@@ -236,11 +236,51 @@ fn scenario(base: &str, aggressors: &[Aggressor]) -> (Load, Vec<(Aggressor, Load
     .expect("load thread")
 }
 
+/// What one invocation of `app` costs when it runs alone: wall time (median of 5) and
+/// the fuel its record shows.
+async fn alone_cost(base: &str, app: &str) -> (Duration, i64, String) {
+    let http = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let sent = Instant::now();
+        let response = http.get(format!("{base}/fn/{app}/f")).send().await.unwrap();
+        let _ = response.bytes().await;
+        times.push(sent.elapsed());
+    }
+    times.sort();
+    let records: serde_json::Value = http
+        .get(format!("{base}/api/v1/apps/{app}/invocations?limit=1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let record = &records[0];
+    let outcome = record["error_code"].as_str().unwrap_or("ok").to_owned();
+    (times[2], record["fuel_used"].as_i64().unwrap_or(0), outcome)
+}
+
 fn main() {
     let server = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("server runtime");
+    {
+        // What each guest costs alone, with the default limits: the victim's fuel is
+        // what a typical handler uses; the loops show what a runaway costs.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = server.block_on(start(dir.path(), true));
+        println!("== one invocation alone, default limits ==");
+        for app in ["victim", "rhai-loop", "wasm-loop", "rhai-fib"] {
+            let (time, fuel, outcome) = server.block_on(alone_cost(&base, app));
+            println!(
+                "{app:<10} {:>9.2} ms  {fuel:>13} fuel  {outcome}",
+                time.as_secs_f64() * 1000.0
+            );
+        }
+    }
     let scenarios: &[(&str, &[Aggressor])] = &[
         ("alone", &[]),
         ("+ rhai-loop", &[Aggressor::RhaiLoop]),
