@@ -5,12 +5,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::invoker::Invoker;
 use crate::server::AppState;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::Request as HttpRequest;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use picloud_runtime::Request;
+use picloud_runtime::{LogLine, Request};
+use std::time::Duration;
 
 /// Largest request body a function receives (SPEC §3).
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
@@ -21,6 +23,116 @@ pub const MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 const MAX_DRAIN_BYTES: usize = 256 * 1024 * 1024;
 /// Header with the invocation id on every data-plane response.
 pub const INVOCATION_ID_HEADER: &str = "x-picloud-invocation-id";
+/// Most headers a function's response may carry; more is a 502. Real responses have a
+/// few dozen at most, and hyper's clients (reqwest among them) refuse a response of more
+/// than 100 headers: 90 leaves room for those PiCloud adds (`date`, `content-length`,
+/// `x-content-type-options`, the invocation id).
+pub const MAX_RESPONSE_HEADERS: usize = 90;
+/// Most bytes (names and values) of a function's response headers: room for many
+/// cookies (a browser keeps at most 4 KiB each) while a guest cannot make the host build
+/// a big header map; proxies in front commonly refuse header sections of 8-64 KiB
+/// anyway. More is a 502.
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
+
+/// Request headers no guest receives: the hop-by-hop headers, which describe the
+/// client's connection to PiCloud rather than the request (RFC 9110 §7.6.1; so do the
+/// headers `connection` names), and `proxy-authorization`, a credential for a proxy in
+/// front of PiCloud.
+const NOT_FOR_GUESTS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+/// Request headers a guest does not receive on the admin path: PiCloud's credentials
+/// (the admin token; a cookie of whatever fronts the admin API).
+const ADMIN_CREDENTIALS: &[&str] = &["authorization", "cookie"];
+/// Response headers a guest may not set: they frame the HTTP exchange or describe the
+/// connection, which are PiCloud's (the length comes from the body). Dropped.
+const FRAMING: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// Who calls a function, which decides the request headers the guest receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A client of the data plane: its own headers, less [`NOT_FOR_GUESTS`].
+    Public,
+    /// The admin API's invoke: also less `authorization` and `cookie`.
+    Admin,
+}
+
+/// Where a function is reached, which decides the cookies its answers may set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieScope {
+    /// By host name: the app's own host, `{app}.{base-domain}`. A `Domain` attribute
+    /// must name that host.
+    Host(String),
+    /// Below `/fn/{app}` on the origin all apps share (and the admin API's invoke): no
+    /// `Domain` attribute, a `Path` at or below `/fn/{app}`; a cookie without a `Path`
+    /// gets `Path=/fn/{app}`, so the browser sends it to this app only.
+    Path(String),
+}
+
+impl CookieScope {
+    /// The scope of app `app` reached under `/fn/{app}`.
+    pub fn below_fn(app: &str) -> Self {
+        Self::Path(format!("/fn/{app}"))
+    }
+
+    /// `cookie` (a `Set-Cookie` value) as the app may set it, or why it may not.
+    fn admit(&self, cookie: &str) -> Result<Option<String>, String> {
+        let attributes = cookie.split(';').skip(1).map(|a| {
+            let (name, value) = a.split_once('=').unwrap_or((a, ""));
+            (name.trim(), value.trim())
+        });
+        let mut has_path = false;
+        for (name, value) in attributes {
+            if name.eq_ignore_ascii_case("domain") {
+                match self {
+                    Self::Host(host)
+                        if value
+                            .strip_prefix('.')
+                            .unwrap_or(value)
+                            .eq_ignore_ascii_case(host) => {}
+                    Self::Host(host) => {
+                        return Err(format!("its Domain {value:?} is not the app's host {host}"));
+                    }
+                    Self::Path(prefix) => {
+                        return Err(format!(
+                            "below {prefix}/ all apps share one host, so a cookie may not name a Domain"
+                        ));
+                    }
+                }
+            } else if name.eq_ignore_ascii_case("path")
+                && let Self::Path(prefix) = self
+            {
+                has_path = true;
+                let inside = value
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+                if !inside {
+                    return Err(format!("its Path {value:?} is outside {prefix}"));
+                }
+            }
+        }
+        Ok(match self {
+            Self::Path(prefix) if !has_path => Some(format!("{cookie}; Path={prefix}")),
+            _ => None,
+        })
+    }
+}
 
 /// The HTTP front: a request for a function goes straight to the data plane, everything
 /// else (health, the admin API) to `rest`. A function is addressed by host name,
@@ -55,15 +167,24 @@ impl tower::Service<HttpRequest> for Front {
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        let target = by_host(&self.state.base_domain, &request)
-            .map(|app| Ok((app, request.uri().path().to_owned())))
-            .or_else(|| by_path(request.uri().path()));
-        match target {
-            Some(Ok((app, path))) => {
-                let state = self.state.clone();
-                Box::pin(async move { Ok(handle(&state, &app, path, request).await) })
+        let target = match by_host(&self.state.base_domain, &request) {
+            Some(app) => {
+                let scope = CookieScope::Host(format!("{app}.{}", self.state.base_domain));
+                Some(Ok((app, request.uri().path().to_owned(), scope)))
             }
-            Some(Err(error)) => Box::pin(std::future::ready(Ok(error.into_response()))),
+            None => by_path(request.uri().path()).map(|target| {
+                target.map(|(app, path)| {
+                    let scope = CookieScope::below_fn(&app);
+                    (app, path, scope)
+                })
+            }),
+        };
+        match target {
+            Some(Ok((app, path, scope))) => {
+                let state = self.state.clone();
+                Box::pin(async move { Ok(handle(&state, &app, path, scope, request).await) })
+            }
+            Some(Err(error)) => Box::pin(std::future::ready(Ok(public_error(error)))),
             None => {
                 let mut rest = self.rest.clone();
                 Box::pin(async move { rest.call(request).await })
@@ -83,45 +204,65 @@ fn by_host(base_domain: &str, request: &HttpRequest) -> Option<String> {
     (!app.is_empty() && !app.contains('.')).then(|| app.to_owned())
 }
 
-/// The app and the path below it of `/fn/{app}` and `/fn/{app}/{path}`, both
-/// percent-decoded; `None` for any other path.
+/// The app (percent-decoded) and the path below it (as sent) of `/fn/{app}` and
+/// `/fn/{app}/{path}`; `None` for any other path.
 fn by_path(path: &str) -> Option<ApiResult<(String, String)>> {
     let rest = path.strip_prefix("/fn/")?;
     let (app, below) = rest.split_once('/').unwrap_or((rest, ""));
     if app.is_empty() {
         return None;
     }
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .map(std::borrow::Cow::into_owned)
-            .map_err(|_| {
-                ApiError::bad_request(format!("the path {path:?} is not UTF-8 once decoded"))
-            })
-    };
-    Some(decode(app).and_then(|app| Ok((app, format!("/{}", decode(below)?)))))
+    Some(decode_path(app).map(|app| (app, format!("/{below}"))))
 }
 
-async fn handle(state: &AppState, app_name: &str, path: String, request: HttpRequest) -> Response {
-    match dispatch(state, app_name, path, request).await {
+/// A path (or segment) as sent, percent-decoded once; 400 unless that is UTF-8.
+fn decode_path(raw: &str) -> ApiResult<String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ApiError::bad_request(format!("the path {raw:?} is not UTF-8 once decoded")))
+}
+
+/// A data-plane error as the public sees it: a generic message per code (SPEC §3).
+fn public_error(error: ApiError) -> Response {
+    let mut response = error.public().into_response();
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn handle(
+    state: &AppState,
+    app_name: &str,
+    raw_path: String,
+    scope: CookieScope,
+    request: HttpRequest,
+) -> Response {
+    match dispatch(state, app_name, raw_path, &scope, request).await {
         Ok(response) => response,
-        Err(error) => error.into_response(),
+        Err(error) => public_error(error),
     }
 }
 
+/// Routes on the path as sent (a route parameter is decoded once, by the route table,
+/// so `%2F` in a parameter is a `/` inside it); the guest's `path` is decoded once.
 async fn dispatch(
     state: &AppState,
     app_name: &str,
-    path: String,
+    raw_path: String,
+    scope: &CookieScope,
     request: HttpRequest,
 ) -> ApiResult<Response> {
+    let path = decode_path(&raw_path)?;
     let app = state
         .invoker
         .app(app_name)
         .await?
         .ok_or_else(|| ApiError::no_route(format!("no app called {app_name:?}")))?;
     let method = request.method().as_str().to_owned();
-    let route = Invoker::route(&app, &method, &path)?;
+    let route = Invoker::route(&app, &method, &raw_path)?;
     let function = state
         .invoker
         .function(&app, &route.function)
@@ -132,28 +273,48 @@ async fn dispatch(
                 route.function
             ))
         })?;
+    // Admitted before the body is read: an app at its concurrency cap buffers nothing
+    // more, and a slow body holds the app's slot (until the body read timeout), not
+    // memory ahead of it.
+    let admission = state.invoker.admit(&app).await?;
     let (parts, body) = request.into_parts();
-    let body = read_limited(body, MAX_REQUEST_BYTES).await?;
+    let body = read_body(body, MAX_REQUEST_BYTES, state.body_read_timeout).await?;
     let request = Request {
         method,
         path,
         query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: header_pairs(&parts.headers),
+        headers: guest_headers(&parts.headers, Caller::Public),
         params: route.params,
-        body: body.to_vec(),
+        body,
         event: None,
     };
-    let (id, result) = state
+    state
         .invoker
-        .run(&app, &route.function, &function, "http", request)
-        .await;
-    http_response(&id, result)
+        .run(
+            admission,
+            &app,
+            &route.function,
+            &function,
+            "http",
+            request,
+            scope,
+        )
+        .await
+}
+
+/// [`read_limited`] within `timeout`: a body that has not arrived by then is a 408.
+pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> ApiResult<Vec<u8>> {
+    tokio::time::timeout(timeout, read_limited(body, limit))
+        .await
+        .map_err(|_| ApiError::request_timeout(timeout))?
 }
 
 /// Reads a body of at most `limit` bytes; a larger one is answered 413 (after draining
 /// it, up to a bound, so the client reads the answer).
-pub async fn read_limited(mut body: Body, limit: usize) -> ApiResult<Bytes> {
-    let mut buf = Vec::new();
+pub async fn read_limited(mut body: Body, limit: usize) -> ApiResult<Vec<u8>> {
+    // Sized by a declared length (up to the limit) so the buffer is not grown by copies.
+    let declared = body.size_hint().exact().unwrap_or(0);
+    let mut buf = Vec::with_capacity(usize::try_from(declared).unwrap_or(limit).min(limit));
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame
@@ -171,13 +332,29 @@ pub async fn read_limited(mut body: Body, limit: usize) -> ApiResult<Bytes> {
     if seen > limit {
         return Err(ApiError::payload_too_large(limit));
     }
-    Ok(Bytes::from(buf))
+    Ok(buf)
 }
 
-/// Request headers as (lower-case name, value) pairs.
-pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+/// The request headers a guest receives from `caller`, as (lower-case name, value)
+/// pairs: all but [`NOT_FOR_GUESTS`] and those `connection` names, and on the admin
+/// path also but [`ADMIN_CREDENTIALS`].
+pub fn guest_headers(headers: &HeaderMap, caller: Caller) -> Vec<(String, String)> {
+    let hop_by_hop: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
     headers
         .iter()
+        .filter(|(name, _)| {
+            let name = name.as_str();
+            let withheld = NOT_FOR_GUESTS.contains(&name)
+                || hop_by_hop.iter().any(|h| h == name)
+                || (caller == Caller::Admin && ADMIN_CREDENTIALS.contains(&name));
+            !withheld
+        })
         .map(|(k, v)| {
             (
                 k.as_str().to_owned(),
@@ -187,48 +364,78 @@ pub fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Turns a guest's response (or the failure) into the HTTP answer.
-pub fn http_response(
-    invocation_id: &str,
-    result: Result<picloud_runtime::Response, ApiError>,
-) -> ApiResult<Response> {
-    let guest = result?;
-    let fail = |message: String| {
-        ApiError::new(StatusCode::BAD_GATEWAY, "function_failed", message)
-            .with_invocation(invocation_id)
-    };
+/// Turns a guest's response into the HTTP answer, or says why it cannot be one (the
+/// client then gets 502 `function_failed`): a status of 200 or more, a body and headers
+/// within their limits, valid header names and values. Framing headers are dropped,
+/// and so are cookies outside `cookies` (with a warning in `logs`, the invocation's log);
+/// `x-content-type-options: nosniff` is added unless the guest set that header.
+pub fn finish(
+    guest: picloud_runtime::Response,
+    cookies: &CookieScope,
+    logs: &mut Vec<LogLine>,
+) -> Result<Response, String> {
     let status = StatusCode::from_u16(guest.status)
         .ok()
         .filter(|s| s.as_u16() >= 200)
-        .ok_or_else(|| {
-            fail(format!(
-                "the function answered an invalid status {}",
-                guest.status
-            ))
-        })?;
+        .ok_or_else(|| format!("the function answered an invalid status {}", guest.status))?;
     if guest.body.len() > MAX_RESPONSE_BYTES {
-        return Err(fail(format!(
+        return Err(format!(
             "the function's response body is larger than {MAX_RESPONSE_BYTES} bytes"
-        )));
+        ));
+    }
+    if guest.headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(format!(
+            "the function answered {} headers, more than {MAX_RESPONSE_HEADERS}",
+            guest.headers.len()
+        ));
+    }
+    let header_bytes: usize = guest.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+    if header_bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(format!(
+            "the function answered {header_bytes} bytes of headers, more than {MAX_RESPONSE_HEADER_BYTES}"
+        ));
+    }
+    let mut headers = HeaderMap::with_capacity(guest.headers.len() + 2);
+    for (name, value) in guest.headers {
+        let name = HeaderName::try_from(name.as_str())
+            .map_err(|_| format!("the function answered an invalid header name {name:?}"))?;
+        let mut value = HeaderValue::try_from(value)
+            .map_err(|_| format!("the function answered an invalid value for header {name}"))?;
+        if FRAMING.contains(&name.as_str()) {
+            continue;
+        }
+        if name == header::SET_COOKIE {
+            let cookie = String::from_utf8_lossy(value.as_bytes());
+            match cookies.admit(&cookie) {
+                Ok(None) => {}
+                Ok(Some(scoped)) => {
+                    value = HeaderValue::try_from(scoped)
+                        .map_err(|_| "a scoped cookie is not a header value".to_owned())?;
+                }
+                Err(reason) => {
+                    let cookie_name = cookie.split(['=', ';']).next().unwrap_or("").trim();
+                    logs.push(LogLine {
+                        level: "warn".into(),
+                        message: format!(
+                            "PiCloud dropped the response's Set-Cookie of {cookie_name:?}: {reason}"
+                        ),
+                        fields: None,
+                        at_ms: u64::try_from(crate::storage::now_ms()).unwrap_or(0),
+                    });
+                    continue;
+                }
+            }
+        }
+        headers.append(name, value);
+    }
+    if !headers.contains_key(header::X_CONTENT_TYPE_OPTIONS) {
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
     }
     let mut response = Response::new(Body::from(guest.body));
     *response.status_mut() = status;
-    for (name, value) in guest.headers {
-        let name = HeaderName::try_from(name.as_str()).map_err(|_| {
-            fail(format!(
-                "the function answered an invalid header name {name:?}"
-            ))
-        })?;
-        let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
-            fail(format!(
-                "the function answered an invalid value for header {name}"
-            ))
-        })?;
-        response.headers_mut().append(name, value);
-    }
-    response.headers_mut().insert(
-        INVOCATION_ID_HEADER,
-        HeaderValue::from_str(invocation_id).expect("uuid is a valid header value"),
-    );
+    *response.headers_mut() = headers;
     Ok(response)
 }

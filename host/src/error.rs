@@ -18,8 +18,11 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Stable machine-readable code.
     pub code: &'static str,
-    /// Human-readable message.
+    /// Human-readable message, the one the answer's body carries.
     pub message: String,
+    /// What went wrong in full, when `message` is kept generic: for the invocation
+    /// record, the server log and the admin API, never for a public answer.
+    pub detail: Option<String>,
     /// The invocation this error belongs to, on the data plane.
     pub invocation_id: Option<String>,
     /// Seconds for `Retry-After` on a 429 or 503, when not [`RETRY_AFTER_SECS`].
@@ -33,6 +36,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            detail: None,
             invocation_id: None,
             retry_after: None,
         }
@@ -69,6 +73,17 @@ impl ApiError {
             format!("the body is larger than the limit of {limit} bytes"),
         )
     }
+    /// 408 `request_timeout`: the request body did not arrive in time.
+    pub fn request_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        )
+    }
     /// 429 `quota_exceeded`.
     pub fn quota_exceeded(message: impl Into<String>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
@@ -87,7 +102,8 @@ impl ApiError {
         )
     }
 
-    /// The data-plane answer for a failed invocation (SPEC §3 table).
+    /// The answer for a failed invocation (SPEC §3 table): a generic message per code,
+    /// the runtime's account (a trap, the guest's error) as the detail.
     pub fn from_run(error: &RunError, invocation_id: &str) -> Self {
         let status = match error {
             RunError::FuelExhausted { .. } | RunError::MemoryExhausted { .. } => {
@@ -97,17 +113,21 @@ impl ApiError {
             RunError::Failed(_) => StatusCode::BAD_GATEWAY,
             RunError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let message = match error {
+        let detail = match error {
+            // PiCloud's own failure: the server log only (SPEC §3).
             RunError::Internal(detail) => {
                 tracing::error!(invocation_id, error = %detail, "invocation failed inside PiCloud");
-                "internal error; see the server log".to_owned()
+                None
             }
-            other => other.to_string(),
+            other => Some(other.to_string()),
         };
         Self {
             status,
             code: error.code(),
-            message,
+            message: generic_message(error.code())
+                .unwrap_or("the invocation failed")
+                .to_owned(),
+            detail,
             invocation_id: Some(invocation_id.to_owned()),
             retry_after: None,
         }
@@ -120,12 +140,57 @@ impl ApiError {
         self
     }
 
+    /// This error with `detail` kept for the record and the admin API.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// This error as a public answer (the data plane, SPEC §3): the generic message of
+    /// its code, unless the message only describes the client's own request (a bad
+    /// path, a body too large or too slow). What it said stays in `detail`.
+    #[must_use]
+    pub fn public(mut self) -> Self {
+        if let Some(generic) = generic_message(self.code) {
+            let said = std::mem::replace(&mut self.message, generic.to_owned());
+            self.detail.get_or_insert(said);
+        }
+        self
+    }
+
+    /// This error for the operator (the admin API's invoke): the detail as the message.
+    #[must_use]
+    pub fn detailed(mut self) -> Self {
+        if let Some(detail) = self.detail.take() {
+            self.message = detail;
+        }
+        self
+    }
+
     /// This error tagged with an invocation id.
     #[must_use]
     pub fn with_invocation(mut self, id: &str) -> Self {
         self.invocation_id = Some(id.to_owned());
         self
     }
+}
+
+/// The public message of an error code whose messages may tell more than a client of
+/// the data plane should learn (internals, a function's failure, which apps exist);
+/// `None` for codes whose messages only describe the client's own request.
+fn generic_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "no_route" => "no function answers this request",
+        "function_failed" => "the function failed; its invocation log has the details",
+        "timeout" => "the function did not finish in time",
+        "fuel_exhausted" => "the function ran out of fuel",
+        "memory_exhausted" => "the function ran out of memory",
+        "quota_exceeded" => "the app is over its quota; retry later",
+        "unavailable" => "the service is unavailable; retry later",
+        "internal" => "internal error; see the server log",
+        _ => return None,
+    })
 }
 
 impl From<StorageError> for ApiError {

@@ -1,5 +1,6 @@
 //! From a resolved app and function to an outcome: caches, admission, run, record.
 
+use crate::dataplane::{CookieScope, INVOCATION_ID_HEADER};
 use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
 use crate::quota::FuelQuotas;
@@ -8,13 +9,13 @@ use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
 use crate::storage::{Db, InvocationRecord};
+use axum::http::{HeaderValue, StatusCode};
 use picloud_runtime::{
-    CompileError, Compiled, Invocation, Limits, Outcome, Request, Response, Runtime, WarmPool,
-    sha256_hex,
+    CompileError, Compiled, Invocation, Limits, Outcome, Request, Runtime, WarmPool, sha256_hex,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// Concurrent invocations per app (SPEC §3); more are answered 429.
 pub const DEFAULT_MAX_CONCURRENCY_PER_APP: u32 = 64;
@@ -44,6 +45,14 @@ pub struct ActiveFunction {
 }
 
 type FunctionSlot = Arc<OnceCell<Option<Arc<ActiveFunction>>>>;
+
+/// An invocation let in under its app's concurrency cap, which it counts against until
+/// it is dropped: taken before the request body is read, so that reading bodies is
+/// bounded by the cap too.
+pub struct Admission {
+    invocation_id: String,
+    _permit: OwnedSemaphorePermit,
+}
 
 /// Runs invocations and keeps the caches of apps and active functions. Caches are
 /// invalidated by the admin API on every change of an app, its routes or functions.
@@ -275,16 +284,9 @@ impl Invoker {
             .map_err(|e| CompileError::Internal(e.to_string()))?
     }
 
-    /// Runs `function` of `app` for `request`, under the app's limits and concurrency
-    /// cap, and queues the invocation record.
-    pub async fn run(
-        &self,
-        app: &AppEntry,
-        function_name: &str,
-        function: &ActiveFunction,
-        trigger: &str,
-        request: Request,
-    ) -> (String, Result<Response, ApiError>) {
+    /// Lets an invocation of `app` in under the app's daily fuel quota and concurrency
+    /// cap, or answers 429.
+    pub async fn admit(&self, app: &AppEntry) -> Result<Admission, ApiError> {
         let invocation_id = uuid::Uuid::now_v7().to_string();
         if let Err(reached) = self.quotas.admit(&app.id, app.limits.daily_fuel).await {
             let error = ApiError::quota_exceeded(format!(
@@ -292,10 +294,7 @@ impl Invoker {
                 app.name, reached.quota
             ))
             .with_retry_after(reached.retry_after_secs);
-            return (
-                invocation_id.clone(),
-                Err(error.with_invocation(&invocation_id)),
-            );
+            return Err(error.with_invocation(&invocation_id));
         }
         let semaphore = {
             let mut concurrency = lock(&self.concurrency);
@@ -307,23 +306,43 @@ impl Invoker {
                     .clone(),
             }
         };
-        let Ok(_permit) = semaphore.try_acquire() else {
+        let Ok(permit) = semaphore.try_acquire_owned() else {
             let error = ApiError::quota_exceeded(format!(
                 "app {} already runs {} invocations",
                 app.name, self.max_concurrency
             ));
-            return (
-                invocation_id.clone(),
-                Err(error.with_invocation(&invocation_id)),
-            );
+            return Err(error.with_invocation(&invocation_id));
         };
+        Ok(Admission {
+            invocation_id,
+            _permit: permit,
+        })
+    }
+
+    /// Runs `function` of `app` for `request` under the app's limits, turns the guest's
+    /// response into the HTTP answer (see [`crate::dataplane::finish`]; `cookies` is
+    /// where the answer goes) and queues the invocation record of exactly that answer.
+    /// An error's `message` is generic (SPEC §3), its `detail` has the reason.
+    #[allow(clippy::too_many_arguments)] // each is one distinct input of an invocation
+    pub async fn run(
+        &self,
+        admission: Admission,
+        app: &AppEntry,
+        function_name: &str,
+        function: &ActiveFunction,
+        trigger: &str,
+        request: Request,
+        cookies: &CookieScope,
+    ) -> Result<axum::response::Response, ApiError> {
+        // The app's slot is held until the invocation is recorded.
+        let Admission {
+            invocation_id,
+            _permit,
+        } = admission;
         let Ok(_slot) = self.capacity.try_acquire() else {
             let error =
                 ApiError::unavailable("the server runs as many invocations as it can; retry");
-            return (
-                invocation_id.clone(),
-                Err(error.with_invocation(&invocation_id)),
-            );
+            return Err(error.with_invocation(&invocation_id));
         };
         let started_at = self.quotas.clock().now_ms();
         let invocation = Invocation {
@@ -353,18 +372,30 @@ impl Invoker {
             fuel_used,
             wall_time,
             peak_memory,
-            logs,
+            mut logs,
         } = outcome;
         self.quotas
             .used(&app.id, app.limits.daily_fuel, started_at, fuel_used);
-        let result = result.map_err(|e| ApiError::from_run(&e, &invocation_id));
+        // The answer is settled before it is recorded, so the record is what the
+        // client saw.
+        let result = match result {
+            Ok(guest) => crate::dataplane::finish(guest, cookies, &mut logs).map_err(|reason| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "function_failed",
+                    "the function's response cannot be sent",
+                )
+                .with_detail(reason)
+            }),
+            Err(e) => Err(ApiError::from_run(&e, &invocation_id)),
+        };
         let (status, http_status, code, message) = match &result {
-            Ok(response) => ("ok", i64::from(response.status), None, None),
+            Ok(response) => ("ok", i64::from(response.status().as_u16()), None, None),
             Err(e) => (
                 "error",
                 i64::from(e.status.as_u16()),
                 Some(e.code.to_owned()),
-                Some(e.message.clone()),
+                Some(e.detail.clone().unwrap_or_else(|| e.message.clone())),
             ),
         };
         self.recorder.record(
@@ -386,7 +417,16 @@ impl Invoker {
                 logs,
             },
         );
-        (invocation_id, result)
+        match result {
+            Ok(mut response) => {
+                response.headers_mut().insert(
+                    INVOCATION_ID_HEADER,
+                    HeaderValue::from_str(&invocation_id).expect("uuid is a valid header value"),
+                );
+                Ok(response)
+            }
+            Err(error) => Err(error.with_invocation(&invocation_id)),
+        }
     }
 
     /// Resolves a data-plane request of `app` to its route, or `no_route`.

@@ -15,7 +15,9 @@ use crate::storage::usage::{
 };
 use crate::storage::{Db, Dialect};
 use axum::Router;
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use picloud_runtime::{DEFAULT_MAX_WARM_INSTANCES, Limits, Runtime, RuntimeConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +43,17 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 /// How often old records, change events and usage rows are pruned (and at start):
 /// retention is counted in days, so a few passes an hour keep tables near their bound.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(600);
+/// Seconds a client has to send a request's headers (hyper's own default). A real
+/// client sends them at once; one that trickles them (slowloris) is disconnected. An
+/// idle keep-alive connection is closed after this long, too.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
+/// Seconds a client has to send a function's request body. The largest body (10 MiB)
+/// then needs at least 175 KiB/s; the body holds a slot of its app's concurrency while
+/// it arrives, so a stalled upload gives it back after this long (answered 408).
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// Pause after a failed accept that is not about one connection (e.g. out of file
+/// descriptors), so the loop does not spin; axum's `serve` waits as long.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
 
 /// Options of `picloud serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -110,6 +123,14 @@ pub struct ServeArgs {
     /// The clock per-day usage and quotas are counted by (tests move it past midnight).
     #[arg(skip)]
     pub clock: crate::quota::Clock,
+    /// Seconds a client has to send a request's headers; slower ones (and idle
+    /// keep-alive connections) are disconnected.
+    #[arg(long, env = "PICLOUD_HEADER_READ_TIMEOUT_SECS", default_value_t = DEFAULT_HEADER_READ_TIMEOUT_SECS)]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send the body of a request to a function; slower ones
+    /// are answered 408.
+    #[arg(long, env = "PICLOUD_BODY_READ_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECS)]
+    pub body_read_timeout_secs: u64,
 }
 
 impl ServeArgs {
@@ -133,6 +154,8 @@ impl ServeArgs {
             undispatched_event_retention_days: DEFAULT_UNDISPATCHED_EVENT_RETENTION_DAYS,
             usage_retention_days: DEFAULT_USAGE_RETENTION_DAYS,
             warm_instances: DEFAULT_MAX_WARM_INSTANCES,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
             cpu_slots: None,
             clock: crate::quota::Clock::default(),
         }
@@ -161,6 +184,8 @@ pub struct AppState {
     pub recorder: Recorder,
     /// Base domain for host-based routing.
     pub base_domain: Arc<str>,
+    /// Time a client has to send the body of a request to a function.
+    pub body_read_timeout: Duration,
 }
 
 /// A started server: its state and what `serve` needs to run it.
@@ -168,6 +193,7 @@ pub struct Server {
     /// Handler state.
     pub state: AppState,
     listener: tokio::net::TcpListener,
+    header_read_timeout: Duration,
 }
 
 impl Server {
@@ -229,6 +255,7 @@ impl Server {
             invoker: Arc::new(invoker),
             recorder,
             base_domain: args.base_domain.as_str().into(),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
         };
 
         let invoker = state.invoker.clone();
@@ -280,7 +307,11 @@ impl Server {
         });
 
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            listener,
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -288,28 +319,95 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves HTTP/1.1 until `shutdown` resolves, then drains in-flight requests.
+    ///
+    /// A connection must send each request's headers within the header read timeout
+    /// (hyper's, which needs the timer axum's `serve` does not give it), or it is closed.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let recorder = self.state.recorder.clone();
         let front = dataplane::Front::new(self.state.clone(), router(self.state));
-        axum::serve(self.listener, axum::ServiceExt::into_make_service(front))
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let connections = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        accept_failed(&e).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let front = front.clone();
+            // `Front` is always ready: no `poll_ready` before `call`.
+            let service = hyper::service::service_fn(
+                move |request: hyper::Request<hyper::body::Incoming>| {
+                    tower::Service::call(&mut front.clone(), request.map(axum::body::Body::new))
+                },
+            );
+            let connection =
+                connections.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        connections.shutdown().await;
         recorder.flush().await;
         Ok(())
     }
 }
 
+/// After a failed accept: nothing when only that connection failed, else a pause.
+async fn accept_failed(error: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %error, "accepting a connection failed");
+    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}
+
+/// Headers of every answer that is not a function's (the admin API, health): not to be
+/// sniffed as another type, framed by another page (a function's, say) or cached.
+const NOT_A_FUNCTION_HEADERS: [(HeaderName, &str); 4] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CACHE_CONTROL, "no-store"),
+];
+
 /// Health and the admin API: what is not for a function (see [`dataplane::Front`]).
+/// The admin API takes its token from the `Authorization` header only, never from a
+/// cookie, so a page of a function on the same origin cannot use it.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router(state.clone()))
         .with_state(state)
+        .layer(axum::middleware::map_response(
+            |mut response: axum::response::Response| async move {
+                for (name, value) in NOT_A_FUNCTION_HEADERS {
+                    response
+                        .headers_mut()
+                        .insert(name, HeaderValue::from_static(value));
+                }
+                response
+            },
+        ))
 }
 
 async fn readyz(

@@ -2,7 +2,7 @@
 //! show with history, rollback, delete, invoke.
 
 use super::{check_function_name, existing_app};
-use crate::dataplane::{http_response, read_limited};
+use crate::dataplane::{Caller, CookieScope, guest_headers, read_body, read_limited};
 use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
@@ -55,7 +55,7 @@ async fn deploy(
 ) -> ApiResult<(StatusCode, Json<Deployed>)> {
     check_function_name(&name)?;
     let app = existing_app(&state, &app).await?;
-    let bytes = read_limited(body, MAX_ARTIFACT_BYTES).await?.to_vec();
+    let bytes = read_limited(body, MAX_ARTIFACT_BYTES).await?;
     let kind = match options.kind.as_deref() {
         None | Some("component") => "component",
         Some("rhai") => KIND_RHAI,
@@ -192,19 +192,24 @@ async fn invoke(
             app.name
         ))
     })?;
-    let body = read_limited(body, MAX_REQUEST_BYTES).await?;
+    let admission = state.invoker.admit(&app).await?;
+    let body = read_body(body, MAX_REQUEST_BYTES, state.body_read_timeout).await?;
     let request = Request {
         method: "POST".into(),
         path: "/".into(),
         query: String::new(),
-        headers: crate::dataplane::header_pairs(&headers),
+        headers: guest_headers(&headers, Caller::Admin),
         params: Vec::new(),
-        body: body.to_vec(),
+        body,
         event: None,
     };
-    let (id, result) = state
+    // Cookies as under /fn/{app}/: the answer may reach a browser on the API's origin.
+    let cookies = CookieScope::below_fn(&app.name);
+    state
         .invoker
-        .run(&app, &name, &function, "invoke", request)
-        .await;
-    http_response(&id, result)
+        .run(
+            admission, &app, &name, &function, "invoke", request, &cookies,
+        )
+        .await
+        .map_err(ApiError::detailed)
 }
