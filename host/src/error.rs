@@ -148,8 +148,7 @@ impl ApiError {
     }
 
     /// This error as a public answer (the data plane, SPEC §3): the generic message of
-    /// its code, unless the message only describes the client's own request (a bad
-    /// path, a body too large or too slow). What it said stays in `detail`.
+    /// its code, for the codes that have one. What it said stays in `detail`.
     #[must_use]
     pub fn public(mut self) -> Self {
         if let Some(generic) = generic_message(self.code) {
@@ -177,8 +176,11 @@ impl ApiError {
 }
 
 /// The public message of an error code whose messages may tell more than a client of
-/// the data plane should learn (internals, a function's failure, which apps exist);
-/// `None` for codes whose messages only describe the client's own request.
+/// the data plane should learn: a function's failure (its trap, its error, a host call's
+/// error chain), PiCloud's internals, which apps and routes exist. `None` for codes whose
+/// messages are PiCloud's own words about the client's request or the app's limits
+/// (`bad_request`, `payload_too_large`, `request_timeout`, `quota_exceeded`,
+/// `unavailable`): those stay, as they tell the client what to do.
 fn generic_message(code: &str) -> Option<&'static str> {
     Some(match code {
         "no_route" => "no function answers this request",
@@ -186,8 +188,6 @@ fn generic_message(code: &str) -> Option<&'static str> {
         "timeout" => "the function did not finish in time",
         "fuel_exhausted" => "the function ran out of fuel",
         "memory_exhausted" => "the function ran out of memory",
-        "quota_exceeded" => "the app is over its quota; retry later",
-        "unavailable" => "the service is unavailable; retry later",
         "internal" => "internal error; see the server log",
         _ => return None,
     })
