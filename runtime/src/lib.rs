@@ -31,8 +31,8 @@ pub use bindings::picloud::sdk::{
 pub use bindings::shim::picloud::sdk::rhai_script;
 pub use error::{CompileError, RunError};
 pub use invoke::{
-    Invocation, LogLine, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_LINES, MAX_LOG_MESSAGE_BYTES, Outcome,
-    State,
+    Invocation, LOG_FUEL_PER_BYTE, LogLine, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_BYTES,
+    MAX_LOG_FIELDS_BYTES, MAX_LOG_LINES, MAX_LOG_MESSAGE_BYTES, Outcome, State,
 };
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
 pub use sdk::{Sdk, Unavailable};
@@ -441,12 +441,17 @@ fn classify_bytes(bytes: &[u8]) -> Result<(), CompileError> {
 }
 
 fn link_sdk<S: Sdk>(linker: &mut Linker<State<S>>) -> wasmtime::Result<()> {
-    use bindings::picloud::sdk::log;
-    struct Logs;
-    impl wasmtime::component::HasData for Logs {
-        type Data<'a> = &'a mut invoke::LogSink;
-    }
-    log::add_to_linker::<State<S>, Logs>(linker, |s| &mut s.logs)?;
+    use bindings::picloud::sdk::log::Level;
+    use wasmtime::component::WasmStr;
+    // By hand rather than with the generated `add_to_linker`: the strings stay in guest
+    // memory and only what is kept is copied (see `invoke::log_from_guest`).
+    let mut log = linker.instance("picloud:sdk/log@0.1.0")?;
+    log.func_wrap(
+        "log",
+        |store, (level, message, fields): (Level, WasmStr, Option<WasmStr>)| {
+            invoke::log_from_guest(store, level, &message, fields.as_ref())
+        },
+    )?;
 
     let mut runtime = linker.instance("picloud:sdk/runtime@0.1.0")?;
     runtime.func_wrap("info", |store, (): ()| Ok((store.data().info(),)))?;
