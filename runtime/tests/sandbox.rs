@@ -2,9 +2,10 @@
 //! inline in WAT. Every limit ends the invocation with its typed error, and the runtime
 //! keeps serving afterwards.
 
-use picloud_example_artifacts::{HELLO, KV_COUNTER, hostile_guest};
+use picloud_example_artifacts::{HELLO, KV_COUNTER, hostile_guest, with_extra_core_instances};
 use picloud_runtime::{
-    CompileError, Invocation, Limits, Request, RunError, Runtime, RuntimeConfig, Unavailable,
+    CompileError, Invocation, Limits, MAX_CORE_INSTANCES_PER_COMPONENT, Request, RunError, Runtime,
+    RuntimeConfig, Unavailable,
 };
 
 fn runtime() -> Runtime<Unavailable> {
@@ -525,5 +526,28 @@ async fn log_fields_are_kept_only_as_a_json_object_within_their_limit() {
         )),
         "{}",
         lines[4].0
+    );
+}
+
+#[tokio::test]
+async fn a_component_with_more_core_instances_than_the_pool_gives_one_is_refused() {
+    let rt = runtime();
+    // Answers status 200: the result record at offset 0, its status at offset 4.
+    let answering = hostile_guest(
+        "",
+        "(i32.store16 (i32.const 4) (i32.const 200)) (i32.const 0)",
+    );
+    let fits = with_extra_core_instances(&answering, 2);
+    let outcome = call(&rt, &fits, Limits::default()).await;
+    assert_eq!(outcome.result.unwrap().status, 200);
+
+    // The shape that could take the pool: ~40 core instances per invocation.
+    let hoarding = with_extra_core_instances(&answering, 40);
+    let refused = rt.compile(&hoarding).err().unwrap();
+    let expected =
+        format!("which exceeds the configured maximum of {MAX_CORE_INSTANCES_PER_COMPONENT}");
+    assert!(
+        matches!(&refused, CompileError::Invalid(m) if m.contains("core module instances") && m.contains(&expected)),
+        "{refused}"
     );
 }

@@ -1,7 +1,8 @@
 //! What a guest can do to the host's memory and the instance pool: log floods,
 //! instance-slot hoarding.
 
-use crate::support::{TestServer, assert_error};
+use crate::support::{TOKEN, TestServer, assert_error, hello};
+use picloud::server::ServeArgs;
 use picloud_example_artifacts::hostile_guest;
 use picloud_runtime::MAX_LOG_BYTES;
 use reqwest::Method;
@@ -193,5 +194,79 @@ async fn a_guest_logging_16_mib_messages_in_a_loop_ends_in_fuel_exhausted_with_a
     let record = only_record(&server, "flood").await;
     assert_eq!(record["error_code"], "fuel_exhausted");
     assert_bounded_flood_log(&record);
+    server.stop().await;
+}
+
+/// Slots of the instance pool in the saturation test: small, so that filling it is cheap.
+const SMALL_POOL: u32 = 8;
+/// What one app may hold of [`SMALL_POOL`]: a quarter of the pool is kept for apps that
+/// run few invocations.
+const ONE_APP_SHARE: usize = 6;
+
+// 16 worker threads: one per hog and more for the server's other tasks, so spinning
+// guests are preempted by the OS rather than only at their fuel yields (on two workers
+// those let about two requests in at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 16)]
+async fn an_app_filling_the_instance_pool_leaves_slots_for_another_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(TOKEN.into()),
+        max_instances: SMALL_POOL,
+        ..ServeArgs::with_data_dir(dir.path().to_owned())
+    })
+    .await;
+    server.create_app("hog").await;
+    server.create_app("victim").await;
+    server
+        .deploy("victim", "hello", hello(), Some("GET /"))
+        .await;
+    // Spins on a host call until its deadline: fuel never runs out first.
+    let spin = hostile_guest(
+        r#"(import "picloud:sdk/runtime@0.1.0" "now" (func $now (result i64)))"#,
+        "(loop $l (drop (call $now)) (br $l)) unreachable",
+    );
+    server.deploy("hog", "spin", spin, Some("GET /spin")).await;
+    server
+        .admin(
+            Method::PUT,
+            "/apps/hog/limits",
+            Some(json!({ "fuel": 1u64 << 50, "timeout_ms": 2000 })),
+        )
+        .await;
+
+    // Both apps' settings in the server's cache, so that every request below goes
+    // straight to admission.
+    assert_eq!(server.get("/fn/victim/").await.status(), 200);
+    assert_eq!(server.get("/fn/hog/nowhere").await.status(), 404);
+
+    // More hog requests than the pool has slots, all at once.
+    let mut hogs = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (http, url) = (server.http.clone(), format!("{}/fn/hog/spin", server.url));
+        hogs.spawn(async move { http.get(url).send().await.unwrap() });
+    }
+    // The first answer is a refusal (the admitted ones spin for 2 s): the hog holds all
+    // it may now. Another app still gets an instance.
+    let first = hogs.join_next().await.unwrap().unwrap();
+    let victim = server.get("/fn/victim/").await;
+    assert_eq!(victim.status(), 200);
+    assert_eq!(victim.text().await.unwrap(), "Hello, world!");
+
+    let mut answers = vec![first];
+    while let Some(answer) = hogs.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    let mut timeouts = 0;
+    for answer in answers {
+        let code = match answer.status().as_u16() {
+            504 => "timeout",
+            429 => "quota_exceeded",
+            other => panic!("a hog request answered {other}"),
+        };
+        timeouts += usize::from(code == "timeout");
+        assert_error(answer, if code == "timeout" { 504 } else { 429 }, code).await;
+    }
+    assert_eq!(timeouts, ONE_APP_SHARE, "hog invocations that ran");
     server.stop().await;
 }
