@@ -14,11 +14,76 @@ use picloud_runtime::{
     CompileError, Compiled, Invocation, Limits, Outcome, Request, Runtime, WarmPool, sha256_hex,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// Concurrent invocations per app (SPEC §3); more are answered 429.
 pub const DEFAULT_MAX_CONCURRENCY_PER_APP: u32 = 64;
+/// One slot in this many of the instance pool (at least one) is kept for apps that run
+/// few invocations: busy apps together take at most three quarters of the pool, so one
+/// app — or several — flooding the server cannot leave another app without an instance.
+const RESERVED_SLOTS_DIVISOR: u32 = 4;
+/// An app runs few invocations, and may take a reserved slot, while that leaves it
+/// running at most one per this many of the pool's slots (at least one): 8 of the default
+/// 256, so the reserve serves many lightly loaded apps rather than a few busy ones.
+const LIGHT_APP_DIVISOR: u32 = 32;
+
+/// The instance pool's slots as admission counts them: one per running invocation.
+struct Slots {
+    in_use: AtomicUsize,
+    max: usize,
+    /// The last slots, kept for apps that run at most `light` invocations.
+    reserved: usize,
+    light: usize,
+}
+
+/// Why [`Slots::take`] refused.
+enum Refused {
+    /// Every slot is in use.
+    Full,
+    /// Only reserved slots are left and the app runs more than a few invocations.
+    Busy,
+}
+
+impl Slots {
+    fn new(max: u32) -> Self {
+        Self {
+            in_use: AtomicUsize::new(0),
+            max: max as usize,
+            reserved: (max / RESERVED_SLOTS_DIVISOR).max(1) as usize,
+            light: (max / LIGHT_APP_DIVISOR).max(1) as usize,
+        }
+    }
+
+    /// A slot for an invocation of an app that runs `running` invocations with this one.
+    fn take(&self, running: usize) -> Result<Slot<'_>, Refused> {
+        let mut refused = Refused::Full;
+        self.in_use
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                if used >= self.max {
+                    refused = Refused::Full;
+                    None
+                } else if used + self.reserved >= self.max && running > self.light {
+                    refused = Refused::Busy;
+                    None
+                } else {
+                    Some(used + 1)
+                }
+            })
+            .map(|_| Slot(self))
+            .map_err(|_| refused)
+    }
+}
+
+/// A taken slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// An app as the data plane needs it: identity, resolved limits and routes.
 pub struct AppEntry {
@@ -66,8 +131,8 @@ pub struct Invoker {
     /// Function slots by app name, then function name.
     functions: Mutex<HashMap<String, HashMap<String, FunctionSlot>>>,
     concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
-    /// One permit per instance slot of the runtime's pool: past it the host is full.
-    capacity: Semaphore,
+    /// The instance slots of the runtime's pool: past them the host is full.
+    capacity: Slots,
     /// Daily fuel quotas.
     quotas: Arc<FuelQuotas>,
     /// Shares guest CPU fairly between apps; `None` leaves it to tokio.
@@ -99,7 +164,7 @@ impl Invoker {
             apps: Mutex::default(),
             functions: Mutex::default(),
             concurrency: Mutex::default(),
-            capacity: Semaphore::new(runtime.max_instances() as usize),
+            capacity: Slots::new(runtime.max_instances()),
             cpu: (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots))),
             runtime,
         }
@@ -339,10 +404,22 @@ impl Invoker {
             invocation_id,
             _permit,
         } = admission;
-        let Ok(_slot) = self.capacity.try_acquire() else {
-            let error =
-                ApiError::unavailable("the server runs as many invocations as it can; retry");
-            return Err(error.with_invocation(&invocation_id));
+        let running = self.max_concurrency as usize - _permit.semaphore().available_permits();
+        let _slot = match self.capacity.take(running) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                let error = match refused {
+                    Refused::Full => ApiError::unavailable(
+                        "the server runs as many invocations as it can; retry",
+                    ),
+                    Refused::Busy => ApiError::quota_exceeded(format!(
+                        "app {} already runs {} invocations and the server's instance pool is nearly full; retry",
+                        app.name,
+                        running - 1
+                    )),
+                };
+                return Err(error.with_invocation(&invocation_id));
+            }
         };
         let started_at = self.quotas.clock().now_ms();
         let invocation = Invocation {

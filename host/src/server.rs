@@ -18,7 +18,9 @@ use axum::Router;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use picloud_runtime::{DEFAULT_MAX_WARM_INSTANCES, Limits, Runtime, RuntimeConfig};
+use picloud_runtime::{
+    DEFAULT_MAX_INSTANCES, DEFAULT_MAX_WARM_INSTANCES, Limits, Runtime, RuntimeConfig,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -115,6 +117,10 @@ pub struct ServeArgs {
     /// for every invocation).
     #[arg(long, env = "PICLOUD_WARM_INSTANCES", default_value_t = DEFAULT_MAX_WARM_INSTANCES)]
     pub warm_instances: u32,
+    /// Invocations that may run at once in all apps (slots of the instance pool); a
+    /// quarter of them is kept for apps that run few invocations.
+    #[arg(long, env = "PICLOUD_MAX_INSTANCES", default_value_t = DEFAULT_MAX_INSTANCES)]
+    pub max_instances: u32,
     /// Guest code of at most this many invocations runs at once, handed out fairly
     /// between apps (see `picloud::fair`); default: the number of CPU cores. 0 turns
     /// the fair scheduler off (invocations then run in tokio's order).
@@ -156,6 +162,7 @@ impl ServeArgs {
             warm_instances: DEFAULT_MAX_WARM_INSTANCES,
             header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
+            max_instances: DEFAULT_MAX_INSTANCES,
             cpu_slots: None,
             clock: crate::quota::Clock::default(),
         }
@@ -233,6 +240,7 @@ impl Server {
         let runtime = Runtime::new(&RuntimeConfig {
             cache_dir: Some(args.data_dir.join("cache")),
             max_warm_instances: args.warm_instances,
+            max_instances: args.max_instances,
             ..RuntimeConfig::default()
         })?;
         let quotas = Arc::new(crate::quota::FuelQuotas::new(

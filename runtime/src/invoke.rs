@@ -11,7 +11,8 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wasmtime::component::ResourceTable;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{ResourceTable, WasmStr};
 use wasmtime::{ResourceLimiter, Store, Trap};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -19,8 +20,28 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// At most this many log lines are kept per invocation; further lines are counted and
 /// reported in one closing line, so a chatty guest cannot fill the database.
 pub const MAX_LOG_LINES: usize = 1000;
-/// At most this many bytes of one log message are kept.
+/// At most this many bytes of one log message are kept; the rest is cut, and the kept
+/// line says how much was.
 pub const MAX_LOG_MESSAGE_BYTES: usize = 8 * 1024;
+/// At most this many bytes of one line's structured fields are kept. Fields are kept
+/// whole or not at all (a cut JSON object is no longer JSON); 4 KiB is ample for the
+/// context of one line.
+pub const MAX_LOG_FIELDS_BYTES: usize = 4 * 1024;
+/// At most this many bytes of log text — messages, fields and captured stdout/stderr of
+/// all lines together — are kept per invocation. Without it 1,000 lines of 8 KiB would
+/// make every invocation record up to 8 MiB, held in host memory until it is written.
+/// 256 KiB is far more than a handler logs (the ~30 lines of 8 KiB it allows are a
+/// debugging session's worth).
+pub const MAX_LOG_BYTES: usize = 256 * 1024;
+/// Fuel charged per byte of a log message or fields that the host reads from guest
+/// memory (it reads all of them to validate the UTF-8, and keeps a prefix). Reading a
+/// byte costs the host about what a wasm instruction costs the guest, so it is priced
+/// like one: logging is not a way to make the host work for free, and a log flood ends
+/// in `fuel_exhausted` (with the default budget, after about 1 GB of log text).
+pub const LOG_FUEL_PER_BYTE: u64 = 1;
+/// Room kept at the end of a cut line for the host's note saying what was not kept
+/// (" … [cut: N more bytes]" and " [fields dropped: …]" together stay below it).
+const LOG_NOTE_RESERVE: usize = 128;
 /// At most this many bytes of a guest's stdout and of its stderr are kept.
 pub const MAX_CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
 /// A CPU-bound guest yields to the async executor after this much fuel, so one busy
@@ -124,40 +145,120 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Collects log lines with the caps above.
+/// Collects log lines with the caps above. It copies only what it keeps.
 #[derive(Debug, Default)]
 pub(crate) struct LogSink {
     lines: Vec<LogLine>,
-    dropped: usize,
+    /// Bytes of message and fields text kept so far (notes included).
+    kept_bytes: usize,
+    /// Lines dropped whole (past [`MAX_LOG_LINES`] or [`MAX_LOG_BYTES`]).
+    dropped_lines: usize,
+    /// Bytes the guest logged that were not kept: cut messages, dropped fields and
+    /// dropped lines.
+    dropped_bytes: usize,
+}
+
+/// What one log line leaves in a [`LogSink`]: computed from a borrowed line, so only
+/// what is kept gets copied.
+struct Entry {
+    /// The line as kept, or `None` when it is dropped whole.
+    line: Option<LogLine>,
+    /// Bytes of message and fields text it adds to the log (notes included).
+    kept_bytes: usize,
+    /// Bytes of the guest's line that are not kept.
+    dropped_bytes: usize,
 }
 
 impl LogSink {
-    fn push(&mut self, level: &str, mut message: String, fields: Option<String>) {
-        if self.lines.len() >= MAX_LOG_LINES {
-            self.dropped += 1;
-            return;
+    /// Keeps what fits of one line (see [`LogSink::entry`]).
+    fn push(&mut self, level: &str, message: &str, fields: Option<&str>) {
+        let entry = self.entry(level, message, fields);
+        self.keep(entry);
+    }
+
+    /// What fits of one line: the message up to [`MAX_LOG_MESSAGE_BYTES`] and the room
+    /// left in [`MAX_LOG_BYTES`], the fields when they are a JSON object of at most
+    /// [`MAX_LOG_FIELDS_BYTES`] that fits. A line that lost anything ends with a note
+    /// saying what.
+    fn entry(&self, level: &str, message: &str, fields: Option<&str>) -> Entry {
+        let offered = message.len() + fields.map_or(0, str::len);
+        let room = MAX_LOG_BYTES.saturating_sub(self.kept_bytes);
+        if self.lines.len() >= MAX_LOG_LINES || room < LOG_NOTE_RESERVE {
+            return Entry {
+                line: None,
+                kept_bytes: 0,
+                dropped_bytes: offered,
+            };
         }
-        truncate_utf8(&mut message, MAX_LOG_MESSAGE_BYTES);
-        self.lines.push(LogLine {
-            level: level.to_owned(),
-            message,
-            fields,
-            at_ms: now_ms(),
-        });
+        let (fields, fields_note) = match fields {
+            None => (None, None),
+            Some(f) if f.len() > MAX_LOG_FIELDS_BYTES => (
+                None,
+                Some(format!(
+                    " [fields dropped: {} bytes, over the limit of {MAX_LOG_FIELDS_BYTES}]",
+                    f.len()
+                )),
+            ),
+            Some(f) if !is_json_object(f) => (
+                None,
+                Some(" [fields dropped: not a JSON object]".to_owned()),
+            ),
+            Some(f) if f.len() + LOG_NOTE_RESERVE > room => (
+                None,
+                Some(" [fields dropped: the invocation's log is full]".to_owned()),
+            ),
+            Some(f) => (Some(f.to_owned()), None),
+        };
+        let fields_len = fields.as_ref().map_or(0, String::len);
+        let limit = MAX_LOG_MESSAGE_BYTES.min(room - fields_len);
+        let (kept, message_note) = if message.len() <= limit && fields_note.is_none() {
+            (message, None)
+        } else {
+            let kept = utf8_prefix(message, limit - LOG_NOTE_RESERVE);
+            let cut = message.len() - kept.len();
+            (
+                kept,
+                (cut > 0).then(|| format!(" … [cut: {cut} more bytes]")),
+            )
+        };
+        let mut text = kept.to_owned();
+        text.extend(message_note.iter().chain(&fields_note).map(String::as_str));
+        Entry {
+            kept_bytes: text.len() + fields_len,
+            dropped_bytes: offered - kept.len() - fields_len,
+            line: Some(LogLine {
+                level: level.to_owned(),
+                message: text,
+                fields,
+                at_ms: now_ms(),
+            }),
+        }
+    }
+
+    fn keep(&mut self, entry: Entry) {
+        self.kept_bytes += entry.kept_bytes;
+        self.dropped_bytes += entry.dropped_bytes;
+        match entry.line {
+            Some(line) => self.lines.push(line),
+            None => self.dropped_lines += 1,
+        }
     }
 
     fn push_output(&mut self, level: &str, output: &[u8]) {
         let text = String::from_utf8_lossy(output);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            self.push(level, line.to_owned(), None);
+            self.push(level, line, None);
         }
     }
 
     fn finish(mut self) -> Vec<LogLine> {
-        if self.dropped > 0 {
+        if self.dropped_lines > 0 || self.dropped_bytes > 0 {
             let message = format!(
-                "{} further log lines were dropped (limit {MAX_LOG_LINES})",
-                self.dropped
+                "log output past the limits was not kept: {} further log lines were dropped, \
+                 {} bytes in all (limits per invocation: {MAX_LOG_LINES} lines, \
+                 {MAX_LOG_BYTES} bytes; {MAX_LOG_MESSAGE_BYTES} bytes per message, \
+                 {MAX_LOG_FIELDS_BYTES} per fields object)",
+                self.dropped_lines, self.dropped_bytes
             );
             self.lines.push(LogLine {
                 level: "warn".into(),
@@ -170,33 +271,56 @@ impl LogSink {
     }
 }
 
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn utf8_prefix(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
     }
+    &s[..end]
 }
 
-impl wit_log::Host for LogSink {
-    async fn log(
-        &mut self,
-        level: wit_log::Level,
-        message: String,
-        fields: Option<String>,
-    ) -> wasmtime::Result<()> {
-        let level = match level {
-            wit_log::Level::Trace => "trace",
-            wit_log::Level::Debug => "debug",
-            wit_log::Level::Info => "info",
-            wit_log::Level::Warn => "warn",
-            wit_log::Level::Error => "error",
-        };
-        self.push(level, message, fields);
-        Ok(())
+/// Whether `text` is one JSON object (what the WIT `fields` must be).
+fn is_json_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
+/// The `picloud:sdk/log` import's `log`. The message and fields arrive as [`WasmStr`]s,
+/// views of guest memory, and only the prefix kept is copied into the host (lifting them
+/// as `String`s, as generated bindings do, copies whole multi-megabyte strings first).
+/// The host still reads all of them (UTF-8 validation), which the guest pays for at
+/// [`LOG_FUEL_PER_BYTE`]; a line it cannot pay for ends it with `fuel_exhausted` and is
+/// not kept.
+pub(crate) fn log_from_guest<S: 'static>(
+    mut store: StoreContextMut<'_, State<S>>,
+    level: wit_log::Level,
+    message: &WasmStr,
+    fields: Option<&WasmStr>,
+) -> wasmtime::Result<()> {
+    let level = match level {
+        wit_log::Level::Trace => "trace",
+        wit_log::Level::Debug => "debug",
+        wit_log::Level::Info => "info",
+        wit_log::Level::Warn => "warn",
+        wit_log::Level::Error => "error",
+    };
+    let (entry, read) = {
+        let message = message.to_str(&store)?;
+        let fields = fields.map(|f| f.to_str(&store)).transpose()?;
+        let fields = fields.as_deref();
+        let read = message.len() + fields.map_or(0, str::len);
+        (store.data().logs.entry(level, &message, fields), read)
+    };
+    let cost = (read as u64).saturating_mul(LOG_FUEL_PER_BYTE);
+    let left = store.get_fuel()?;
+    if cost > left {
+        store.set_fuel(0)?;
+        return Err(Trap::OutOfFuel.into());
     }
+    store.set_fuel(left - cost)?;
+    store.data_mut().logs.keep(entry);
+    Ok(())
 }
 
 /// A guest's captured stdout and stderr.
@@ -507,5 +631,56 @@ fn classify<S>(error: &wasmtime::Error, state: &State<S>, limits: &Limits) -> Ru
         Some(Trap::StackOverflow) => RunError::Failed("the function overflowed its stack".into()),
         Some(trap) => RunError::Failed(format!("the function trapped: {trap}")),
         None => RunError::Failed(format!("{error:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_message_is_cut_on_a_character_boundary_and_says_so() {
+        let mut sink = LogSink::default();
+        let message = "é".repeat(MAX_LOG_MESSAGE_BYTES);
+        sink.push("info", &message, None);
+        let lines = sink.finish();
+        let kept = lines[0].message.find(" … [cut: ").unwrap();
+        assert!(lines[0].message[..kept].chars().all(|c| c == 'é'));
+        let cut = message.len() - kept;
+        assert_eq!(
+            lines[0].message[kept..],
+            format!(" … [cut: {cut} more bytes]")
+        );
+        assert!(lines[1].message.contains(&format!(
+            "0 further log lines were dropped, {cut} bytes in all"
+        )));
+    }
+
+    #[test]
+    fn lines_past_the_byte_budget_are_dropped_and_counted() {
+        let mut sink = LogSink::default();
+        let line = "x".repeat(1000);
+        for _ in 0..MAX_LOG_LINES {
+            sink.push("info", &line, None);
+        }
+        let lines = sink.finish();
+        // 262 whole lines fill 262,000 of the 262,144 bytes; the 263rd keeps 16 bytes
+        // and its note (144 bytes of room less the note's reserve); the other 737 go.
+        assert_eq!(lines.len(), 263 + 1);
+        assert!(lines[..262].iter().all(|l| l.message == line));
+        assert_eq!(
+            lines[262].message,
+            format!("{} … [cut: 984 more bytes]", "x".repeat(16))
+        );
+        let kept: usize = lines[..263].iter().map(|l| l.message.len()).sum();
+        assert!(kept <= MAX_LOG_BYTES, "{kept}");
+        assert!(
+            lines[263].message.contains(&format!(
+                "737 further log lines were dropped, {} bytes in all",
+                984 + 737 * 1000
+            )),
+            "{}",
+            lines[263].message
+        );
     }
 }

@@ -31,8 +31,8 @@ pub use bindings::picloud::sdk::{
 pub use bindings::shim::picloud::sdk::rhai_script;
 pub use error::{CompileError, RunError};
 pub use invoke::{
-    Invocation, LogLine, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_LINES, MAX_LOG_MESSAGE_BYTES, Outcome,
-    State,
+    Invocation, LOG_FUEL_PER_BYTE, LogLine, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_BYTES,
+    MAX_LOG_FIELDS_BYTES, MAX_LOG_LINES, MAX_LOG_MESSAGE_BYTES, Outcome, State,
 };
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT_MS, LimitOverrides, Limits};
 pub use sdk::{Sdk, Unavailable};
@@ -52,6 +52,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 /// The export every PiCloud component must have.
 pub const HANDLER_EXPORT: &str = "picloud:sdk/handler@0.1.0";
+/// Default of [`RuntimeConfig::max_instances`].
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
 /// Default of [`RuntimeConfig::max_warm_instances`].
 pub const DEFAULT_MAX_WARM_INSTANCES: u32 = 32;
 /// How often the epoch ticker advances; wall-clock limits are checked at this grain.
@@ -69,6 +71,19 @@ pub const PERF_MAP_ENV: &str = "PICLOUD_PERF_MAP";
 /// Guest wasm stack: deep enough for real programs, small enough that unbounded
 /// recursion ends quickly with a stack-overflow trap.
 const MAX_WASM_STACK: usize = 1024 * 1024;
+/// Core module instances one component may hold. The Rhai shim and the examples (Rust,
+/// `wasm32-wasip2`) hold 3: their module and the two small ones `wit-component` adds to
+/// any module for its lowered imports; 8 leaves room for an adapter module or two
+/// composed components. The pool has this many per slot, so no component can take
+/// another's share (compiling a larger one fails with the pool's message).
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Tables one component may hold (the components above hold 2: one per module with
+/// indirect calls). The pool has this many per slot.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
+/// Linear memories one component may hold (the components above hold 1; 2 fits two
+/// composed components). The pool has this many per slot; each reserves address space
+/// for the largest memory limit, which is why this stays small.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
 
 /// How the engine is set up. The defaults suit one server process.
 #[derive(Debug, Clone)]
@@ -93,7 +108,7 @@ impl Default for RuntimeConfig {
         Self {
             cache_dir: None,
             max_memory_bytes: 1 << 30,
-            max_instances: 256,
+            max_instances: DEFAULT_MAX_INSTANCES,
             epoch_tick: DEFAULT_EPOCH_TICK,
             max_warm_instances: DEFAULT_MAX_WARM_INSTANCES,
         }
@@ -211,15 +226,20 @@ impl<S: Sdk> Runtime<S> {
     /// linker with WASI and the whole SDK, and starts the epoch ticker thread, which
     /// ends when the runtime is dropped.
     pub fn new(config: &RuntimeConfig) -> anyhow::Result<Self> {
-        // Slots for every running instance plus every idle warm one.
+        // Slots for every running instance plus every idle warm one, each with room for
+        // the most core instances, tables and memories a component may hold: a slot
+        // always brings what its component needs, so counting component instances (as
+        // admission does) is enough to keep one app from taking everyone's share.
         let slots = config.max_instances + config.max_warm_instances;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 8)
+            .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
+            .total_tables(slots * MAX_TABLES_PER_COMPONENT)
             .total_stacks(slots)
-            .max_memories_per_component(4)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
             .max_memory_size(config.max_memory_bytes as usize)
             // Reset reused slots by rewriting the pages a guest touched (found with
             // Linux's PAGEMAP_SCAN where available) instead of unmapping them: the next
@@ -441,12 +461,17 @@ fn classify_bytes(bytes: &[u8]) -> Result<(), CompileError> {
 }
 
 fn link_sdk<S: Sdk>(linker: &mut Linker<State<S>>) -> wasmtime::Result<()> {
-    use bindings::picloud::sdk::log;
-    struct Logs;
-    impl wasmtime::component::HasData for Logs {
-        type Data<'a> = &'a mut invoke::LogSink;
-    }
-    log::add_to_linker::<State<S>, Logs>(linker, |s| &mut s.logs)?;
+    use bindings::picloud::sdk::log::Level;
+    use wasmtime::component::WasmStr;
+    // By hand rather than with the generated `add_to_linker`: the strings stay in guest
+    // memory and only what is kept is copied (see `invoke::log_from_guest`).
+    let mut log = linker.instance("picloud:sdk/log@0.1.0")?;
+    log.func_wrap(
+        "log",
+        |store, (level, message, fields): (Level, WasmStr, Option<WasmStr>)| {
+            invoke::log_from_guest(store, level, &message, fields.as_ref())
+        },
+    )?;
 
     let mut runtime = linker.instance("picloud:sdk/runtime@0.1.0")?;
     runtime.func_wrap("info", |store, (): ()| Ok((store.data().info(),)))?;

@@ -2,9 +2,10 @@
 //! inline in WAT. Every limit ends the invocation with its typed error, and the runtime
 //! keeps serving afterwards.
 
-use picloud_example_artifacts::{HELLO, KV_COUNTER, hostile_guest};
+use picloud_example_artifacts::{HELLO, KV_COUNTER, hostile_guest, with_extra_core_instances};
 use picloud_runtime::{
-    CompileError, Invocation, Limits, Request, RunError, Runtime, RuntimeConfig, Unavailable,
+    CompileError, Invocation, Limits, MAX_CORE_INSTANCES_PER_COMPONENT, Request, RunError, Runtime,
+    RuntimeConfig, Unavailable,
 };
 
 fn runtime() -> Runtime<Unavailable> {
@@ -366,4 +367,187 @@ async fn warm_reuse_is_off_with_no_warm_instances() {
     })
     .unwrap();
     assert!(rt.warm_pool().is_none());
+}
+
+/// The core import of `picloud:sdk/log.log`: level, message (pointer, length), fields
+/// (option tag, pointer, length).
+const LOG_IMPORT: &str =
+    r#"(import "picloud:sdk/log@0.1.0" "log" (func $log (param i32 i32 i32 i32 i32 i32)))"#;
+/// `info` in the WIT `level` enum.
+const INFO: i32 = 2;
+
+/// Bytes of message and fields text in `lines`.
+fn log_bytes(lines: &[picloud_runtime::LogLine]) -> usize {
+    lines
+        .iter()
+        .map(|l| l.message.len() + l.fields.as_ref().map_or(0, String::len))
+        .sum()
+}
+
+#[tokio::test]
+async fn a_log_message_of_32_mib_is_cut_to_its_limit_and_paid_for_in_fuel() {
+    let rt = runtime();
+    // 512 pages of 64 KiB = 32 MiB of zero bytes (valid UTF-8), logged as one message.
+    let length = 32 * 1024 * 1024;
+    let guest = hostile_guest(
+        LOG_IMPORT,
+        &format!(
+            "(drop (memory.grow (i32.const 511)))
+             (call $log (i32.const {INFO}) (i32.const 0) (i32.const {length})
+                        (i32.const 0) (i32.const 0) (i32.const 0))
+             (i32.const 0)"
+        ),
+    );
+    let outcome = call(&rt, &guest, Limits::default()).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    assert_eq!(outcome.logs.len(), 2, "{:?}", outcome.logs.last());
+    let line = &outcome.logs[0];
+    assert_eq!(line.level, "info");
+    let kept = line
+        .message
+        .find(" … [cut: ")
+        .expect("a note on the cut line");
+    assert!(kept <= picloud_runtime::MAX_LOG_MESSAGE_BYTES, "{kept}");
+    assert_eq!(
+        line.message[kept..],
+        format!(" … [cut: {} more bytes]", length - kept)
+    );
+    let closing = &outcome.logs[1];
+    assert_eq!(closing.level, "warn");
+    assert!(
+        closing.message.contains(&format!(
+            "0 further log lines were dropped, {} bytes in all",
+            length - kept
+        )),
+        "{}",
+        closing.message
+    );
+    // The host read every byte to validate it; the guest paid for that.
+    assert!(
+        outcome.fuel_used >= length as u64 * picloud_runtime::LOG_FUEL_PER_BYTE,
+        "{}",
+        outcome.fuel_used
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_1_mib_log_lines_ends_in_fuel_exhausted_with_a_bounded_log() {
+    let rt = runtime();
+    // Logs its first MiB of memory (zeros) forever: ~1,000 lines for a fuel budget of
+    // 10⁹, each read whole by the host.
+    let guest = hostile_guest(
+        LOG_IMPORT,
+        &format!(
+            "(drop (memory.grow (i32.const 16)))
+             (loop $flood
+                (call $log (i32.const {INFO}) (i32.const 0) (i32.const 1048576)
+                           (i32.const 0) (i32.const 0) (i32.const 0))
+                (br $flood))
+             unreachable"
+        ),
+    );
+    let limits = Limits {
+        timeout_ms: 10_000,
+        ..Limits::default()
+    };
+    let outcome = call(&rt, &guest, limits).await;
+    assert_eq!(
+        outcome.result.unwrap_err(),
+        RunError::FuelExhausted {
+            budget: limits.fuel
+        }
+    );
+    let (closing, kept) = outcome.logs.split_last().unwrap();
+    assert!(
+        log_bytes(kept) <= picloud_runtime::MAX_LOG_BYTES,
+        "{}",
+        log_bytes(kept)
+    );
+    assert!(kept.iter().all(|l| l.message.contains(" … [cut: ")));
+    assert!(
+        closing.message.contains("further log lines were dropped"),
+        "{}",
+        closing.message
+    );
+}
+
+#[tokio::test]
+async fn log_fields_are_kept_only_as_a_json_object_within_their_limit() {
+    let rt = runtime();
+    let big = format!(
+        "{{\"a\":\"{}\"}}",
+        "x".repeat(picloud_runtime::MAX_LOG_FIELDS_BYTES)
+    );
+    let cases = [r#"{"a":1}"#, "[1,2]", "not json", big.as_str()];
+    // The strings from offset 16 KiB on, above what the host allocates for the request;
+    // each call logs "m" with one of them as fields.
+    let mut data = String::new();
+    let mut calls = String::new();
+    let mut at = 16 * 1024;
+    for fields in cases {
+        let escaped: String = fields.bytes().map(|b| format!("\\{b:02x}")).collect();
+        data.push_str(&format!("(data (i32.const {at}) \"{escaped}\")"));
+        calls.push_str(&format!(
+            "(call $log (i32.const {INFO}) (i32.const 32) (i32.const 1)
+                        (i32.const 1) (i32.const {at}) (i32.const {}))",
+            fields.len()
+        ));
+        at += fields.len();
+    }
+    let guest = hostile_guest(
+        &format!("{LOG_IMPORT} (data (i32.const 32) \"m\") {data}"),
+        &format!("{calls} (i32.const 0)"),
+    );
+    let outcome = call(&rt, &guest, Limits::default()).await;
+    assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+    let lines: Vec<(&str, Option<&str>)> = outcome
+        .logs
+        .iter()
+        .map(|l| (l.message.as_str(), l.fields.as_deref()))
+        .collect();
+    let too_big = format!(
+        "m [fields dropped: {} bytes, over the limit of {}]",
+        big.len(),
+        picloud_runtime::MAX_LOG_FIELDS_BYTES
+    );
+    assert_eq!(
+        lines[..4],
+        [
+            ("m", Some(r#"{"a":1}"#)),
+            ("m [fields dropped: not a JSON object]", None),
+            ("m [fields dropped: not a JSON object]", None),
+            (too_big.as_str(), None),
+        ]
+    );
+    let dropped = "[1,2]".len() + "not json".len() + big.len();
+    assert!(
+        lines[4].0.contains(&format!(
+            "0 further log lines were dropped, {dropped} bytes in all"
+        )),
+        "{}",
+        lines[4].0
+    );
+}
+
+#[tokio::test]
+async fn a_component_with_more_core_instances_than_the_pool_gives_one_is_refused() {
+    let rt = runtime();
+    // Answers status 200: the result record at offset 0, its status at offset 4.
+    let answering = hostile_guest(
+        "",
+        "(i32.store16 (i32.const 4) (i32.const 200)) (i32.const 0)",
+    );
+    let fits = with_extra_core_instances(&answering, 2);
+    let outcome = call(&rt, &fits, Limits::default()).await;
+    assert_eq!(outcome.result.unwrap().status, 200);
+
+    // The shape that could take the pool: ~40 core instances per invocation.
+    let hoarding = with_extra_core_instances(&answering, 40);
+    let refused = rt.compile(&hoarding).err().unwrap();
+    let expected =
+        format!("which exceeds the configured maximum of {MAX_CORE_INSTANCES_PER_COMPONENT}");
+    assert!(
+        matches!(&refused, CompileError::Invalid(m) if m.contains("core module instances") && m.contains(&expected)),
+        "{refused}"
+    );
 }

@@ -60,3 +60,38 @@ pub fn hostile_guest(imports: &str, body: &str) -> Vec<u8> {
         )"#
     ))
 }
+
+/// `component` with `extra` more core instances (of an empty module, appended as two
+/// sections at its end): a guest holding many more core instances than it needs, as a
+/// hostile one may to fill the host's instance pool.
+pub fn with_extra_core_instances(component: &[u8], extra: u32) -> Vec<u8> {
+    use wasm_encoder::{InstanceSection, Module, ModuleArg, ModuleSection};
+    // The module takes the next core-module index: the count of the component's module
+    // sections (id 1), found by walking its top-level sections.
+    let mut modules = 0;
+    let mut at = 8;
+    while at < component.len() {
+        let id = component[at];
+        let (mut size, mut shift) = (0usize, 0);
+        loop {
+            at += 1;
+            size |= usize::from(component[at] & 0x7f) << shift;
+            shift += 7;
+            if component[at] < 0x80 {
+                break;
+            }
+        }
+        modules += u32::from(id == 1);
+        at += 1 + size;
+    }
+    let mut sections = wasm_encoder::Component::new();
+    sections.section(&ModuleSection(&Module::new()));
+    let mut instances = InstanceSection::new();
+    for _ in 0..extra {
+        instances.instantiate(modules, Vec::<(&str, ModuleArg)>::new());
+    }
+    sections.section(&instances);
+    let sections = sections.finish();
+    // Without the preamble (magic and version) that `finish` puts first.
+    [component, &sections[8..]].concat()
+}
