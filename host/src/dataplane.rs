@@ -38,7 +38,7 @@ pub const MAX_RESPONSE_HEADER_BYTES: usize = 64 * 1024;
 /// client's connection to PiCloud rather than the request (RFC 9110 §7.6.1; so do the
 /// headers `connection` names), and `proxy-authorization`, a credential for a proxy in
 /// front of PiCloud.
-const NOT_FOR_GUESTS: &[&str] = &[
+pub const NOT_FOR_GUESTS: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -50,7 +50,7 @@ const NOT_FOR_GUESTS: &[&str] = &[
 ];
 /// Request headers a guest does not receive on the admin path: PiCloud's credentials
 /// (the admin token; a cookie of whatever fronts the admin API).
-const ADMIN_CREDENTIALS: &[&str] = &["authorization", "cookie"];
+pub const ADMIN_CREDENTIALS: &[&str] = &["authorization", "cookie"];
 /// Response headers a guest may not set: they frame the HTTP exchange or describe the
 /// connection, which are PiCloud's (the length comes from the body). Dropped.
 const FRAMING: &[&str] = &[
