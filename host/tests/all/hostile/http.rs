@@ -379,7 +379,7 @@ async fn impatient_server() -> (tempfile::TempDir, TestServer) {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(TOKEN.into()),
         header_read_timeout_secs: 1,
-        body_read_timeout_secs: 5,
+        body_read_timeout_secs: 15,
         max_concurrency_per_app: 1,
         ..ServeArgs::with_data_dir(dir.path().to_owned())
     })
@@ -452,9 +452,10 @@ async fn a_body_is_read_only_after_admission_and_a_stalled_one_is_answered_408()
     // The app runs one invocation at a time, and the stalled upload holds that slot
     // once it is admitted: its body is read under admission, not buffered ahead of it.
     // (Until the stalled request is admitted, another one may still run; the bound of
-    // 40 tries only keeps a failing test from running forever.)
+    // 100 tries only keeps a failing test from running forever; the body timeout is long
+    // enough that a loaded machine still sees the refusal before the 408.)
     let mut refused = None;
-    for _ in 0..40 {
+    for _ in 0..100 {
         let response = server
             .http
             .post(format!("{}/fn/shop/size", server.url))
