@@ -29,27 +29,13 @@ async fn deploy_script(
         .unwrap()
 }
 
-async fn route(server: &TestServer, app: &str, method: &str, path: &str, function: &str) {
-    server
-        .admin(
-            Method::POST,
-            &format!("/apps/{app}/routes"),
-            Some(json!({ "method": method, "path": path, "function": function })),
-        )
-        .await;
-}
-
 /// The error message of the newest invocation record of `app`: the detail a public
 /// error body leaves out (SPEC §3).
 async fn last_error_message(server: &TestServer, app: &str) -> String {
-    let records = server
-        .admin(
-            Method::GET,
-            &format!("/apps/{app}/invocations?limit=1"),
-            None,
-        )
-        .await;
-    records[0]["error_message"].as_str().unwrap().to_owned()
+    server.last_record(app).await["error_message"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +53,7 @@ async fn a_script_sees_ctx_and_its_value_becomes_the_response() {
             .status(),
         201
     );
-    route(&server, "shop", "POST", "/orders/:id", "echo").await;
+    server.route("shop", "POST", "/orders/:id", "echo").await;
     let response = server
         .http
         .post(format!("{}/fn/shop/orders/7?q=a%20b", server.url))
@@ -106,7 +92,7 @@ async fn a_script_sees_ctx_and_its_value_becomes_the_response() {
                 .status(),
             201
         );
-        route(&server, "shop", "GET", &format!("/{name}"), name).await;
+        server.route("shop", "GET", &format!("/{name}"), name).await;
         let response = server.get(&format!("/fn/shop/{name}")).await;
         assert_eq!(response.status(), status, "{name}");
         if let Some(content_type) = content_type {
@@ -142,7 +128,7 @@ async fn the_todo_example_creates_lists_gets_and_deletes() {
         ("PATCH", "/todos/:id"),
         ("DELETE", "/todos/:id"),
     ] {
-        route(&server, "demo", method, path, "todos").await;
+        server.route("demo", method, path, "todos").await;
     }
     let url = format!("{}/fn/demo/todos", server.url);
     let created = server
@@ -256,7 +242,7 @@ async fn a_thrown_error_is_a_function_failure_with_the_message_in_the_log() {
     let (_dir, server) = server().await;
     server.create_app("shop").await;
     deploy_script(&server, "shop", "boom", "rhai", r#"throw "out of stock";"#).await;
-    route(&server, "shop", "GET", "/boom", "boom").await;
+    server.route("shop", "GET", "/boom", "boom").await;
     assert_error(server.get("/fn/shop/boom").await, 502, "function_failed").await;
     let message = last_error_message(&server, "shop").await;
     assert!(message.contains("out of stock"), "{message}");
@@ -288,7 +274,7 @@ async fn modules_of_the_same_app_are_imported_and_changes_apply_at_once() {
         r#"import "pricing" as p; p::total(21)"#,
     )
     .await;
-    route(&server, "shop", "GET", "/cart", "cart").await;
+    server.route("shop", "GET", "/cart", "cart").await;
     assert_eq!(
         server.get("/fn/shop/cart").await.text().await.unwrap(),
         "42"
@@ -317,7 +303,7 @@ async fn modules_of_the_same_app_are_imported_and_changes_apply_at_once() {
         r#"import "pricing" as p; p::total(1)"#,
     )
     .await;
-    route(&server, "other", "GET", "/", "thief").await;
+    server.route("other", "GET", "/", "thief").await;
     assert_error(server.get("/fn/other/").await, 502, "function_failed").await;
 
     // Cycles end with a clear error.
@@ -345,7 +331,7 @@ async fn modules_of_the_same_app_are_imported_and_changes_apply_at_once() {
         r#"import "a" as a; a::f()"#,
     )
     .await;
-    route(&server, "shop", "GET", "/cycle", "cycle").await;
+    server.route("shop", "GET", "/cycle", "cycle").await;
     assert_error(server.get("/fn/shop/cycle").await, 502, "function_failed").await;
     let message = last_error_message(&server, "shop").await;
     assert!(message.contains("cycl"), "{message}");
@@ -366,8 +352,8 @@ async fn a_runaway_script_is_stopped_and_the_next_request_succeeds() {
     server.create_app("shop").await;
     deploy_script(&server, "shop", "spin", "rhai", "loop { }").await;
     deploy_script(&server, "shop", "ok", "rhai", r#""fine""#).await;
-    route(&server, "shop", "GET", "/spin", "spin").await;
-    route(&server, "shop", "GET", "/ok", "ok").await;
+    server.route("shop", "GET", "/spin", "spin").await;
+    server.route("shop", "GET", "/ok", "ok").await;
     // Rhai's operation limit ends it first, with a clear message; fuel and the wall
     // clock stay behind it as the hard stop.
     assert_error(server.get("/fn/shop/spin").await, 502, "function_failed").await;
@@ -386,7 +372,7 @@ async fn script_versions_roll_back_like_components() {
     let (_dir, server) = server().await;
     server.create_app("shop").await;
     deploy_script(&server, "shop", "greet", "rhai", r#""v1""#).await;
-    route(&server, "shop", "GET", "/greet", "greet").await;
+    server.route("shop", "GET", "/greet", "greet").await;
     deploy_script(&server, "shop", "greet", "rhai", r#""v2""#).await;
     assert_eq!(
         server.get("/fn/shop/greet").await.text().await.unwrap(),
@@ -441,7 +427,7 @@ async fn warm_instances_are_reused_in_turn_and_keep_nothing_of_earlier_requests(
     server.create_app("shop").await;
     let deployed = deploy_script(&server, "shop", "probe", "rhai", WARM_PROBE).await;
     assert_eq!(deployed.status(), 201);
-    route(&server, "shop", "GET", "/probe", "probe").await;
+    server.route("shop", "GET", "/probe", "probe").await;
 
     let call = |query: &'static str| {
         let server = &server;
@@ -539,7 +525,7 @@ async fn warm_reuse_can_be_turned_off() {
     .await;
     server.create_app("shop").await;
     deploy_script(&server, "shop", "probe", "rhai", WARM_PROBE).await;
-    route(&server, "shop", "GET", "/probe", "probe").await;
+    server.route("shop", "GET", "/probe", "probe").await;
     for tag in ["a", "b", "c"] {
         let body: Value = server
             .get(&format!("/fn/shop/probe?tag={tag}"))

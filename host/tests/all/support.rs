@@ -213,6 +213,28 @@ impl TestServer {
         body
     }
 
+    /// Binds `method path` of `app` to `function`.
+    pub async fn route(&self, app: &str, method: &str, path: &str, function: &str) {
+        self.admin(
+            reqwest::Method::POST,
+            &format!("/apps/{app}/routes"),
+            Some(serde_json::json!({ "method": method, "path": path, "function": function })),
+        )
+        .await;
+    }
+
+    /// The newest invocation record of `app`.
+    pub async fn last_record(&self, app: &str) -> Value {
+        let records = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/apps/{app}/invocations?limit=1"),
+                None,
+            )
+            .await;
+        records[0].clone()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.url))

@@ -38,18 +38,6 @@ async fn deploy_rhai(server: &TestServer, app: &str, name: &str, source: &str, r
         .await;
 }
 
-/// The newest invocation record of `app`.
-async fn last_record(server: &TestServer, app: &str) -> Value {
-    let records = server
-        .admin(
-            Method::GET,
-            &format!("/apps/{app}/invocations?limit=1"),
-            None,
-        )
-        .await;
-    records[0].clone()
-}
-
 /// A script answering the request headers it received, as a JSON object.
 const ECHO_HEADERS: &str = "ctx.request.headers";
 
@@ -261,7 +249,7 @@ async fn a_guest_answering_30000_headers_gets_a_clean_502_and_the_server_keeps_s
     .await;
     deploy_rhai(&server, "evil", "ok", r#""fine""#, "GET /ok").await;
     assert_error(server.get("/fn/evil/flood").await, 502, "function_failed").await;
-    let record = last_record(&server, "evil").await;
+    let record = server.last_record("evil").await;
     assert_eq!(
         (
             &record["status"],
@@ -308,7 +296,7 @@ async fn invalid_or_oversized_guest_headers_are_a_502_recorded_as_the_client_saw
             "function_failed",
         )
         .await;
-        let record = last_record(&server, "evil").await;
+        let record = server.last_record("evil").await;
         assert_eq!(record["id"], body["error"]["invocation_id"], "{name}");
         assert_eq!(
             (
@@ -352,7 +340,7 @@ async fn an_invalid_status_is_a_502_and_the_record_says_error_function_failed_50
     deploy_rhai(&server, "evil", "switching", "#{ status: 101 }", "GET /101").await;
     for path in ["/fn/evil/99", "/fn/evil/101"] {
         let body = assert_error(server.get(path).await, 502, "function_failed").await;
-        let record = last_record(&server, "evil").await;
+        let record = server.last_record("evil").await;
         assert_eq!(record["id"], body["error"]["invocation_id"], "{path}");
         assert_eq!(
             (
@@ -567,7 +555,7 @@ async fn set_cookie_is_kept_to_the_apps_own_host_or_path() {
             "path: {cookie}"
         );
     }
-    let record = last_record(&server, "shop").await;
+    let record = server.last_record("shop").await;
     let warned = record["logs"]
         .as_array()
         .unwrap()
@@ -701,7 +689,7 @@ async fn public_error_bodies_are_generic_and_the_detail_is_in_the_record() {
     .await;
     let body = assert_error(server.get("/fn/shop/boom").await, 502, "function_failed").await;
     assert!(!body.to_string().contains("hunter2"), "{body}");
-    let record = last_record(&server, "shop").await;
+    let record = server.last_record("shop").await;
     assert_eq!(record["id"], body["error"]["invocation_id"]);
     assert!(
         record["error_message"]

@@ -50,16 +50,6 @@ async fn server() -> (tempfile::TempDir, TestServer) {
     (dir, server)
 }
 
-async fn route(server: &TestServer, app: &str, method: &str, path: &str, function: &str) {
-    server
-        .admin(
-            Method::POST,
-            &format!("/apps/{app}/routes"),
-            Some(json!({ "method": method, "path": path, "function": function })),
-        )
-        .await;
-}
-
 /// The one invocation record of `app`.
 async fn only_record(server: &TestServer, app: &str) -> Value {
     let records = server
@@ -127,7 +117,7 @@ async fn rhai_printing_an_8_mib_string_1000_times_ends_in_fuel_exhausted_with_a_
         .await
         .unwrap();
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-    route(&server, "flood", "GET", "/:what", "flood").await;
+    server.route("flood", "GET", "/:what", "flood").await;
 
     for name in ["print", "info"] {
         let before = reset_peak_memory();
