@@ -430,52 +430,64 @@ async fn a_body_is_read_only_after_admission_and_a_stalled_one_is_answered_408()
     )
     .await;
 
-    let mut stalled = connect(&server).await;
-    stalled
-        .write_all(
-            b"POST /fn/shop/size HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly ten b",
-        )
-        .await
-        .unwrap();
-    // The app runs one invocation at a time, and the stalled upload holds that slot
-    // once it is admitted: its body is read under admission, not buffered ahead of it.
-    // (Until the stalled request is admitted, another one may still run; the bound of
-    // 100 tries only keeps a failing test from running forever; the body timeout is long
-    // enough that a loaded machine still sees the refusal before the 408.)
-    let mut refused = None;
-    for _ in 0..100 {
-        let response = server
+    let probe = || async {
+        server
             .http
             .post(format!("{}/fn/shop/size", server.url))
             .body("abc")
             .send()
             .await
-            .unwrap();
-        if response.status() == 429 {
-            refused = Some(response);
-            break;
-        }
-        assert_eq!(response.text().await.unwrap(), "3");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let refused = refused.expect("a request beside the stalled upload is refused 429");
-    assert_error(refused, 429, "quota_exceeded").await;
+            .unwrap()
+    };
+    // Warm the function first, so a probe holds the app's one slot for milliseconds.
+    assert_eq!(probe().await.text().await.unwrap(), "3");
 
-    let mut buf = Vec::new();
+    // The app runs one invocation at a time, and a stalled upload holds that slot once it
+    // is admitted: its body is read under admission, not buffered ahead of it. Until the
+    // stalled request is admitted a probe may still run; and if the stalled request
+    // arrives while a probe holds the slot it is refused itself, so the test starts over
+    // with a new one. (The bounds only keep a failing test from running forever; the body
+    // timeout is long enough that a loaded machine sees the refusal before the 408.)
+    let mut held = None;
+    'attempt: for _ in 0..10 {
+        let mut stalled = connect(&server).await;
+        stalled
+            .write_all(
+                b"POST /fn/shop/size HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nonly ten b",
+            )
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        for _ in 0..40 {
+            let response = probe().await;
+            if response.status() == 429 {
+                assert_error(response, 429, "quota_exceeded").await;
+                held = Some((stalled, buf));
+                break 'attempt;
+            }
+            assert_eq!(response.text().await.unwrap(), "3");
+            let early = tokio::time::timeout(
+                Duration::from_millis(50),
+                read_response(&mut stalled, &mut buf),
+            )
+            .await;
+            if let Ok(answer) = early {
+                let answer = answer.unwrap();
+                assert_eq!(answer.status, 429, "{answer:?}");
+                continue 'attempt;
+            }
+        }
+        panic!("the stalled upload was neither admitted nor refused");
+    }
+    let (mut stalled, mut buf) = held.expect("a request beside the stalled upload is refused 429");
+
     let answer = read_response(&mut stalled, &mut buf).await.unwrap();
     assert_eq!(answer.status, 408, "{answer:?}");
     let error: Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(error["error"]["code"], "request_timeout");
 
     // The slot is free again.
-    let answer = server
-        .http
-        .post(format!("{}/fn/shop/size", server.url))
-        .body("abc")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.text().await.unwrap(), "3");
+    assert_eq!(probe().await.text().await.unwrap(), "3");
     server.stop().await;
 }
 
