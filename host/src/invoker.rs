@@ -1,5 +1,6 @@
 //! From a resolved app and function to an outcome: caches, admission, run, record.
 
+use crate::admission::{Gates, Load, Refusal, Ticket};
 use crate::dataplane::{CookieScope, INVOCATION_ID_HEADER};
 use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
@@ -16,10 +17,8 @@ use picloud_runtime::{
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OnceCell;
 
-/// Concurrent invocations per app (SPEC §3); more are answered 429.
-pub const DEFAULT_MAX_CONCURRENCY_PER_APP: u32 = 64;
 /// One slot in this many of the instance pool (at least one) is kept for apps that run
 /// few invocations: busy apps together take at most three quarters of the pool, so one
 /// app — or several — flooding the server cannot leave another app without an instance.
@@ -111,12 +110,12 @@ pub struct ActiveFunction {
 
 type FunctionSlot = Arc<OnceCell<Option<Arc<ActiveFunction>>>>;
 
-/// An invocation let in under its app's concurrency cap, which it counts against until
-/// it is dropped: taken before the request body is read, so that reading bodies is
-/// bounded by the cap too.
+/// An invocation let in under its app's running cap, which it counts against until it
+/// is dropped: taken before the request body is read, so that reading bodies is bounded
+/// by the cap too.
 pub struct Admission {
     invocation_id: String,
-    _permit: OwnedSemaphorePermit,
+    ticket: Ticket,
 }
 
 /// Runs invocations and keeps the caches of apps and active functions. Caches are
@@ -126,11 +125,11 @@ pub struct Invoker {
     runtime: Arc<Runtime<HostSdk>>,
     defaults: Limits,
     recorder: Recorder,
-    max_concurrency: u32,
     apps: Mutex<HashMap<String, Arc<AppEntry>>>,
     /// Function slots by app name, then function name.
     functions: Mutex<HashMap<String, HashMap<String, FunctionSlot>>>,
-    concurrency: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Per-app running caps and queues.
+    gates: Gates,
     /// The instance slots of the runtime's pool: past them the host is full.
     capacity: Slots,
     /// Daily fuel quotas.
@@ -151,7 +150,7 @@ impl Invoker {
         runtime: Arc<Runtime<HostSdk>>,
         defaults: Limits,
         recorder: Recorder,
-        max_concurrency: u32,
+        gates: Gates,
         cpu_slots: usize,
         quotas: Arc<FuelQuotas>,
     ) -> Self {
@@ -160,10 +159,9 @@ impl Invoker {
             db,
             defaults,
             recorder,
-            max_concurrency,
             apps: Mutex::default(),
             functions: Mutex::default(),
-            concurrency: Mutex::default(),
+            gates,
             capacity: Slots::new(runtime.max_instances()),
             cpu: (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots))),
             runtime,
@@ -361,27 +359,45 @@ impl Invoker {
             .with_retry_after(reached.retry_after_secs);
             return Err(error.with_invocation(&invocation_id));
         }
-        let semaphore = {
-            let mut concurrency = lock(&self.concurrency);
-            match concurrency.get(app.name.as_str()) {
-                Some(semaphore) => semaphore.clone(),
-                None => concurrency
-                    .entry(app.name.clone())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.max_concurrency as usize)))
-                    .clone(),
+        let ticket = match self.gates.admit(&app.id).await {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                let config = self.gates.config();
+                let why = match refusal {
+                    Refusal::QueueFull => format!(
+                        "app {} runs {} invocations and {} more wait",
+                        app.name, config.max_running, config.max_queued
+                    ),
+                    Refusal::Waited => format!(
+                        "app {} runs {} invocations and none ended within {} ms",
+                        app.name,
+                        config.max_running,
+                        config.max_wait.as_millis()
+                    ),
+                };
+                let error = ApiError::quota_exceeded(format!("{why}; retry"));
+                return Err(error.with_invocation(&invocation_id));
             }
-        };
-        let Ok(permit) = semaphore.try_acquire_owned() else {
-            let error = ApiError::quota_exceeded(format!(
-                "app {} already runs {} invocations",
-                app.name, self.max_concurrency
-            ));
-            return Err(error.with_invocation(&invocation_id));
         };
         Ok(Admission {
             invocation_id,
-            _permit: permit,
+            ticket,
         })
+    }
+
+    /// Forgets the admission gate of the deleted app `app_id`.
+    pub fn forget_gate(&self, app_id: &str) {
+        self.gates.forget(app_id);
+    }
+
+    /// How invocations are admitted.
+    pub fn admission(&self) -> crate::admission::AdmissionConfig {
+        self.gates.config()
+    }
+
+    /// Invocations of `app` running and waiting now.
+    pub fn load(&self, app: &AppEntry) -> Load {
+        self.gates.load(&app.id)
     }
 
     /// Runs `function` of `app` for `request` under the app's limits, turns the guest's
@@ -402,9 +418,9 @@ impl Invoker {
         // The app's slot is held until the invocation is recorded.
         let Admission {
             invocation_id,
-            _permit,
+            ticket,
         } = admission;
-        let running = self.max_concurrency as usize - _permit.semaphore().available_permits();
+        let running = ticket.running();
         let _slot = match self.capacity.take(running) {
             Ok(slot) => slot,
             Err(refused) => {

@@ -1,9 +1,10 @@
 //! `picloud serve`: configuration, start-up and the HTTP router.
 
+use crate::admission::{AdmissionConfig, DEFAULT_MAX_WAIT_MS, DEFAULT_QUEUED_PER_RUNNING, Gates};
 use crate::api;
 use crate::auth;
 use crate::dataplane;
-use crate::invoker::{DEFAULT_MAX_CONCURRENCY_PER_APP, Invoker};
+use crate::invoker::Invoker;
 use crate::recorder::Recorder;
 use crate::storage::files::{
     BlobStore, DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_FILE_BYTES, FilesConfig,
@@ -80,9 +81,18 @@ pub struct ServeArgs {
     /// A file holding the admin token (its first line), instead of PICLOUD_ADMIN_TOKEN.
     #[arg(long, env = "PICLOUD_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
-    /// Concurrent invocations per app; more are answered 429.
-    #[arg(long, env = "PICLOUD_MAX_CONCURRENCY_PER_APP", default_value_t = DEFAULT_MAX_CONCURRENCY_PER_APP)]
-    pub max_concurrency_per_app: u32,
+    /// Invocations of one app running at once; more wait in the app's queue. Default: 8
+    /// per CPU core, at least 8.
+    #[arg(long, env = "PICLOUD_MAX_CONCURRENCY_PER_APP")]
+    pub max_concurrency_per_app: Option<u32>,
+    /// Invocations of one app waiting for a running slot at once; more are answered 429
+    /// straight away. Default: 4 per running slot.
+    #[arg(long, env = "PICLOUD_MAX_QUEUED_PER_APP")]
+    pub max_queued_per_app: Option<u32>,
+    /// Longest an invocation waits in its app's queue before it is answered 429, in
+    /// milliseconds.
+    #[arg(long, env = "PICLOUD_ADMISSION_WAIT_MS", default_value_t = DEFAULT_MAX_WAIT_MS)]
+    pub admission_wait_ms: u64,
     /// Directory for file content. Default: {data-dir}/files with SQLite; in the
     /// database with PostgreSQL (give a directory every node shares to keep it there).
     #[arg(long, env = "PICLOUD_FILES_DIR")]
@@ -149,7 +159,9 @@ impl ServeArgs {
             base_domain: DEFAULT_BASE_DOMAIN.into(),
             admin_token: None,
             admin_token_file: None,
-            max_concurrency_per_app: DEFAULT_MAX_CONCURRENCY_PER_APP,
+            max_concurrency_per_app: None,
+            max_queued_per_app: None,
+            admission_wait_ms: DEFAULT_MAX_WAIT_MS,
             files_dir: None,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             max_app_files_bytes: DEFAULT_MAX_APP_BYTES,
@@ -248,14 +260,24 @@ impl Server {
             args.clock.clone(),
         ));
         let recorder = Recorder::start(db.clone(), Some(quotas.clone()));
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let max_running = args
+            .max_concurrency_per_app
+            .unwrap_or_else(|| crate::admission::default_max_running(cores));
+        let gates = Gates::new(AdmissionConfig {
+            max_running,
+            max_queued: args
+                .max_queued_per_app
+                .unwrap_or_else(|| max_running.saturating_mul(DEFAULT_QUEUED_PER_RUNNING)),
+            max_wait: Duration::from_millis(args.admission_wait_ms),
+        });
         let invoker = Invoker::new(
             db.clone(),
             Arc::new(runtime),
             Limits::default(),
             recorder.clone(),
-            args.max_concurrency_per_app,
-            args.cpu_slots
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+            gates,
+            args.cpu_slots.unwrap_or(cores),
             quotas,
         );
         let state = AppState {

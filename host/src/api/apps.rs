@@ -97,10 +97,14 @@ async fn show(State(state): State<AppState>, Path(app): Path<String>) -> ApiResu
 }
 
 async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    let record = state.db.get_app(&app).await?;
     if !state.db.delete_app(&app).await? {
         return Err(ApiError::not_found(format!("no app called {app:?}")));
     }
     state.invoker.invalidate_app(&app);
+    if let Some(record) = record {
+        state.invoker.forget_gate(&record.id);
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

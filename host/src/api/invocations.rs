@@ -1,5 +1,6 @@
 //! `/apps/{app}/invocations`: what ran, how it ended, its cost and log lines;
-//! `/apps/{app}/usage?days=N`: invocations, errors, fuel and wall time per UTC day.
+//! `/apps/{app}/usage?days=N`: invocations, errors, fuel and wall time per UTC day;
+//! `/apps/{app}/load`: invocations running and waiting for a slot now.
 
 use super::existing_app;
 use crate::error::{ApiError, ApiResult};
@@ -15,6 +16,30 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/apps/{app}/invocations", get(list))
         .route("/apps/{app}/usage", get(usage))
+        .route("/apps/{app}/load", get(load))
+}
+
+/// Invocations of the app running and waiting on this node now, with the caps.
+#[derive(serde::Serialize)]
+struct LoadView {
+    running: usize,
+    queued: usize,
+    max_running: u32,
+    max_queued: u32,
+    max_wait_ms: u128,
+}
+
+async fn load(State(state): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<LoadView>> {
+    let app = existing_app(&state, &app).await?;
+    let load = state.invoker.load(&app);
+    let config = state.invoker.admission();
+    Ok(Json(LoadView {
+        running: load.running,
+        queued: load.queued,
+        max_running: config.max_running,
+        max_queued: config.max_queued,
+        max_wait_ms: config.max_wait.as_millis(),
+    }))
 }
 
 /// Days of usage answered when `days` is not given.

@@ -6,6 +6,7 @@ use picloud::server::ServeArgs;
 use picloud_example_artifacts::hostile_guest;
 use reqwest::Method;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 async fn sqlite_server() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
@@ -537,22 +538,63 @@ async fn without_a_configured_token_one_is_generated_into_a_private_file() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_concurrent_invocations_than_the_app_allows_are_answered_429() {
-    let dir = tempfile::tempdir().unwrap();
-    let args = ServeArgs {
+/// A server whose apps run one invocation at a time, with `queued` more waiting for at
+/// most `wait_ms`.
+async fn one_at_a_time(dir: &std::path::Path, queued: u32, wait_ms: u64) -> TestServer {
+    TestServer::start_with(ServeArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(TOKEN.into()),
-        max_concurrency_per_app: 1,
-        ..ServeArgs::with_data_dir(dir.path().to_owned())
-    };
-    let server = TestServer::start_with(args).await;
+        max_concurrency_per_app: Some(1),
+        max_queued_per_app: Some(queued),
+        admission_wait_ms: wait_ms,
+        ..ServeArgs::with_data_dir(dir.to_owned())
+    })
+    .await
+}
+
+/// Waits until app `app` has `running` invocations running and `queued` waiting.
+async fn until_load(server: &TestServer, app: &str, running: u64, queued: u64) {
+    for _ in 0..500 {
+        let load = server
+            .admin(Method::GET, &format!("/apps/{app}/load"), None)
+            .await;
+        if load["running"] == running && load["queued"] == queued {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("app {app} never had {running} running and {queued} queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_running_cap_waits_its_turn_and_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_at_a_time(dir.path(), 32, 60_000).await;
+    server.create_app("shop").await;
+    server.deploy("shop", "hello", hello(), Some("GET /")).await;
+    let calls = (0..24).map(|_| server.get("/fn/shop/"));
+    for response in futures_util::future::join_all(calls).await {
+        assert_eq!(response.status(), 200);
+    }
+    let load = server.admin(Method::GET, "/apps/shop/load", None).await;
+    assert_eq!(load["running"], 0, "{load}");
+    assert_eq!(load["queued"], 0, "{load}");
+    assert_eq!(load["max_running"], 1, "{load}");
+    assert_eq!(load["max_queued"], 32, "{load}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_refused_429_once_the_queue_is_full_or_the_wait_is_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = one_at_a_time(dir.path(), 1, 2_000).await;
     server.create_app("busy").await;
+    server.create_app("calm").await;
     server
         .admin(
             Method::PUT,
             "/apps/busy/limits",
-            Some(json!({ "fuel": 1u64 << 50, "timeout_ms": 3000 })),
+            Some(json!({ "fuel": 1u64 << 50, "timeout_ms": 10_000 })),
         )
         .await;
     let slow = hostile_guest(
@@ -560,17 +602,26 @@ async fn more_concurrent_invocations_than_the_app_allows_are_answered_429() {
         "(loop $l (drop (call $now)) (br $l)) unreachable",
     );
     server.deploy("busy", "slow", slow, Some("GET /slow")).await;
-    // Two requests at once: one holds the only slot until its 3 s deadline, the other
-    // is refused straight away.
+    server.deploy("calm", "hello", hello(), Some("GET /")).await;
     let url = format!("{}/fn/busy/slow", server.url);
-    let (a, b) = tokio::join!(server.http.get(&url).send(), server.http.get(&url).send());
-    let (mut a, mut b) = (a.unwrap(), b.unwrap());
-    if a.status() == 429 {
-        std::mem::swap(&mut a, &mut b);
-    }
-    assert_eq!(a.status(), 504);
-    assert_eq!(b.headers()["retry-after"], "1");
-    assert_error(b, 429, "quota_exceeded").await;
+    // One holds the only slot until its 10 s deadline ...
+    let running = tokio::spawn(server.http.get(&url).send());
+    until_load(&server, "busy", 1, 0).await;
+    // ... one waits for it, and is refused when its 2 s are over ...
+    let waiting = tokio::spawn(server.http.get(&url).send());
+    until_load(&server, "busy", 1, 1).await;
+    // ... and one more finds the queue full: refused at once.
+    let refused = server.http.get(&url).send().await.unwrap();
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert_error(refused, 429, "quota_exceeded").await;
+    // Another app is served meanwhile.
+    assert_eq!(server.get("/fn/calm/").await.status(), 200);
+
+    let waited = waiting.await.unwrap().unwrap();
+    assert_eq!(waited.headers()["retry-after"], "1");
+    assert_error(waited, 429, "quota_exceeded").await;
+    assert_eq!(running.await.unwrap().unwrap().status(), 504);
+    until_load(&server, "busy", 0, 0).await;
     server.stop().await;
 }
 

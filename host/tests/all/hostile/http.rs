@@ -368,7 +368,8 @@ async fn impatient_server() -> (tempfile::TempDir, TestServer) {
         admin_token: Some(TOKEN.into()),
         header_read_timeout_secs: 1,
         body_read_timeout_secs: 15,
-        max_concurrency_per_app: 1,
+        max_concurrency_per_app: Some(1),
+        max_queued_per_app: Some(0),
         ..ServeArgs::with_data_dir(dir.path().to_owned())
     })
     .await;
