@@ -8,6 +8,7 @@
 use super::existing_app;
 use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
+use crate::services::common::{check_name, page, page_limit};
 use crate::services::files::content_type_of;
 use crate::storage::changes::ChangeEvent;
 use crate::storage::docs::{DocIndex, DocsError};
@@ -53,10 +54,7 @@ fn docs_api_error(e: DocsError) -> ApiError {
 }
 
 fn check_collection(collection: &str) -> ApiResult<()> {
-    crate::services::kv::check_collection(collection).map_err(|e| match e {
-        picloud_runtime::GuestError::Invalid(message) => ApiError::bad_request(message),
-        other => ApiError::bad_request(format!("{other:?}")),
-    })
+    check_name("collection name", collection).map_err(ApiError::bad_request)
 }
 
 async fn list_indexes(
@@ -154,19 +152,12 @@ async fn list_files(
     Query(list): Query<ListFiles>,
 ) -> ApiResult<Json<FilePage>> {
     let app = existing_app(&state, &app).await?;
-    let limit = list.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
-            "limit must be 1-1000, got {limit}"
-        )));
-    }
-    let mut files = state
+    let limit = page_limit(list.limit).map_err(ApiError::bad_request)?;
+    let files = state
         .db
         .files_list(&app.id, &list.prefix, list.cursor.as_deref(), limit + 1)
         .await?;
-    let more = files.len() > limit as usize;
-    files.truncate(limit as usize);
-    let cursor = more.then(|| files.last().map(|f| f.path.clone())).flatten();
+    let (files, cursor) = page(files, limit, |f| f.path.clone());
     Ok(Json(FilePage { files, cursor }))
 }
 
@@ -261,7 +252,7 @@ async fn changes(
     Query(list): Query<ListChanges>,
 ) -> ApiResult<Json<Vec<ChangeEvent>>> {
     let app = existing_app(&state, &app).await?;
-    let limit = list.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_limit(list.limit).map_err(ApiError::bad_request)?;
     Ok(Json(
         state.db.change_events(&app.id, list.after, limit).await?,
     ))

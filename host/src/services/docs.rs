@@ -1,6 +1,6 @@
 //! `picloud:sdk/docs`: JSON documents with queries, scoped to the invocation's app.
 
-use super::kv::{check_collection, check_key, guest_error};
+use super::common::{check_collection, check_key, guest_error, page_limit};
 use crate::storage::docs::{DocsError, Patched};
 use crate::storage::{Db, StorageError, new_id};
 use picloud_runtime::docs::{Document, FindOptions, Host};
@@ -12,10 +12,6 @@ use tracing::instrument;
 pub const MAX_DOC_BYTES: usize = 1024 * 1024;
 /// Largest query, JSON text bytes.
 pub const MAX_QUERY_BYTES: usize = 64 * 1024;
-/// Default and largest page of `find`.
-pub const DEFAULT_FIND_LIMIT: u32 = 100;
-/// Largest page of `find`.
-pub const MAX_FIND_LIMIT: u32 = 1000;
 /// Largest `skip` of `find`: the database walks every skipped document, so deep pages
 /// cost as much as reading them all. Page deeper with a range on the sort field (a
 /// cursor: `{"field": {"$gt": <last value of the previous page>}}`).
@@ -180,12 +176,7 @@ impl Host for DocsService {
         Ok(async {
             check_collection(&collection)?;
             let query = check_query(&query)?;
-            let limit = options.limit.unwrap_or(DEFAULT_FIND_LIMIT);
-            if !(1..=MAX_FIND_LIMIT).contains(&limit) {
-                return Err(GuestError::Invalid(format!(
-                    "limit must be 1-{MAX_FIND_LIMIT}, got {limit}"
-                )));
-            }
+            let limit = page_limit(options.limit).map_err(GuestError::Invalid)?;
             let skip = options.skip.unwrap_or(0);
             if skip > MAX_SKIP {
                 return Err(GuestError::Invalid(format!(

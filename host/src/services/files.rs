@@ -1,16 +1,12 @@
 //! `picloud:sdk/files`: blobs by path, scoped to the invocation's app.
 
-use super::kv::{check_len, guest_error};
+use super::common::{check_len, guest_error, page, page_limit};
 use crate::storage::Db;
 use crate::storage::files::{FileStat, FilesError, MAX_PATH_BYTES, normalize_path};
 use picloud_runtime::files::{Host, Page, Stat};
 use picloud_runtime::{Answer, GuestError};
 use tracing::instrument;
 
-/// Default and largest page of `list`.
-pub const DEFAULT_LIST_LIMIT: u32 = 100;
-/// Largest page of `list`.
-pub const MAX_LIST_LIMIT: u32 = 1000;
 /// Longest content type.
 pub const MAX_CONTENT_TYPE_BYTES: usize = 255;
 
@@ -129,24 +125,13 @@ impl Host for FilesService {
             if let Some(cursor) = &cursor {
                 check_len("a cursor", cursor, MAX_PATH_BYTES)?;
             }
-            let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
-            if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-                return Err(GuestError::Invalid(format!(
-                    "limit must be 1-{MAX_LIST_LIMIT}, got {limit}"
-                )));
-            }
-            let mut files = self
+            let limit = page_limit(limit).map_err(GuestError::Invalid)?;
+            let files = self
                 .db
                 .files_list(&self.app_id, &prefix, cursor.as_deref(), limit + 1)
                 .await
                 .map_err(guest_error)?;
-            let more = files.len() > limit as usize;
-            files.truncate(limit as usize);
-            let cursor = if more {
-                files.last().map(|f| f.path.clone())
-            } else {
-                None
-            };
+            let (files, cursor) = page(files, limit, |f| f.path.clone());
             Ok(Page {
                 files: files.into_iter().map(stat).collect(),
                 cursor,

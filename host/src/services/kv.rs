@@ -1,21 +1,16 @@
 //! `picloud:sdk/kv`: JSON values by collection and key, scoped to the invocation's app.
 
+use super::common::{
+    MAX_KEY_BYTES, check_collection, check_key, check_len, guest_error, page, page_limit,
+};
 use crate::storage::kv::IncrementError;
-use crate::storage::{Db, StorageError, now_ms};
+use crate::storage::{Db, now_ms};
 use picloud_runtime::kv::{Host, Page};
 use picloud_runtime::{Answer, GuestError};
 use tracing::instrument;
 
-/// Longest collection name, in bytes.
-pub const MAX_COLLECTION_BYTES: usize = 64;
-/// Longest key, in bytes: long enough for composite keys, short enough to index well.
-pub const MAX_KEY_BYTES: usize = 512;
 /// Largest value, JSON text bytes.
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
-/// Default and largest page of `list`.
-pub const DEFAULT_LIST_LIMIT: u32 = 100;
-/// Largest page of `list`.
-pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// The kv service of one invocation.
 pub struct KvService {
@@ -28,71 +23,6 @@ impl KvService {
     pub fn new(db: Db, app_id: std::sync::Arc<str>) -> Self {
         Self { db, app_id }
     }
-}
-
-/// The one place where storage failures become guest-visible errors.
-pub(crate) fn guest_error(e: StorageError) -> GuestError {
-    match e {
-        StorageError::Conflict => GuestError::Invalid("conflicting write".into()),
-        StorageError::Deadline | StorageError::Quota(_) => GuestError::Limit(e.to_string()),
-        StorageError::Contention(what) => {
-            GuestError::Unavailable(format!("too much contention on {what}, retry"))
-        }
-        StorageError::Database(e) => {
-            tracing::error!(error = %e, "storage failed");
-            GuestError::Unavailable("storage is unavailable".into())
-        }
-        StorageError::Io(e) => {
-            tracing::error!(error = %e, "file store failed");
-            GuestError::Unavailable("the file store is unavailable".into())
-        }
-        StorageError::Corrupt(what) => {
-            tracing::error!(%what, "stored data is corrupt");
-            GuestError::Internal("stored data is corrupt".into())
-        }
-    }
-}
-
-pub(crate) fn check_collection(collection: &str) -> Result<(), GuestError> {
-    let valid = !collection.is_empty()
-        && collection.len() <= MAX_COLLECTION_BYTES
-        && collection
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(GuestError::Invalid(format!(
-            "collection name {collection:?} must be 1-{MAX_COLLECTION_BYTES} characters of A-Z a-z 0-9 _ - ."
-        )))
-    }
-}
-
-/// Refuses a guest string longer than `max` bytes before the host works with it
-/// (`what` names it in the error).
-pub(crate) fn check_len(what: &str, value: &str, max: usize) -> Result<(), GuestError> {
-    if value.len() > max {
-        return Err(GuestError::Invalid(format!(
-            "{what} is at most {max} bytes, got {}",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_key(key: &str) -> Result<(), GuestError> {
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(GuestError::Invalid(format!(
-            "key must be 1-{MAX_KEY_BYTES} bytes, got {}",
-            key.len()
-        )));
-    }
-    if key.contains('\0') {
-        return Err(GuestError::Invalid(
-            "key must not contain NUL characters".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn check_value(value: &str) -> Result<(), GuestError> {
@@ -173,13 +103,8 @@ impl Host for KvService {
             if let Some(cursor) = &cursor {
                 check_len("a cursor", cursor, MAX_KEY_BYTES)?;
             }
-            let limit = limit.unwrap_or(DEFAULT_LIST_LIMIT);
-            if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-                return Err(GuestError::Invalid(format!(
-                    "limit must be 1-{MAX_LIST_LIMIT}, got {limit}"
-                )));
-            }
-            let mut entries = self
+            let limit = page_limit(limit).map_err(GuestError::Invalid)?;
+            let entries = self
                 .db
                 .kv_list(
                     &self.app_id,
@@ -190,13 +115,7 @@ impl Host for KvService {
                 )
                 .await
                 .map_err(guest_error)?;
-            let more = entries.len() > limit as usize;
-            entries.truncate(limit as usize);
-            let cursor = if more {
-                entries.last().map(|(k, _)| k.clone())
-            } else {
-                None
-            };
+            let (entries, cursor) = page(entries, limit, |(key, _)| key.clone());
             Ok(Page { entries, cursor })
         }
         .await)

@@ -6,6 +6,7 @@
 //! connections (see [`Db::for_app`]). Interfaces without a service yet answer
 //! `unavailable` through [`Unavailable`].
 
+pub mod common;
 pub mod docs;
 pub mod files;
 pub mod kv;
