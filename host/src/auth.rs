@@ -63,10 +63,25 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
     Ok(text.lines().next().unwrap_or_default().trim().to_owned())
 }
 
+/// The first line of the private file at `path`, trimmed; a symlink is not followed.
+pub(crate) fn read_private(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let mut text = String::new();
+    options.open(path)?.read_to_string(&mut text)?;
+    Ok(text.lines().next().unwrap_or_default().trim().to_owned())
+}
+
 /// Writes `contents` to `path` readable by the server's user only. A symlink at `path`
 /// is replaced, never followed (it could point the token at a file another user reads),
 /// and the open refuses one that appears meanwhile.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         std::fs::remove_file(path)?;

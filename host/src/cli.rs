@@ -1,6 +1,8 @@
 //! The `picloud` command line: `serve`, and the client commands that talk to a server
 //! over the admin API.
 
+mod secrets;
+
 use crate::server::{self, ServeArgs};
 use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -32,7 +34,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (embedded SQLite under --data-dir unless --database-url is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list and delete apps (tenants); show and set their limits.
     #[command(subcommand)]
     Apps(AppsCommand),
@@ -85,6 +87,9 @@ enum Command {
     /// Declare, list and drop indexes of an app's document collections.
     #[command(subcommand)]
     Indexes(IndexesCommand),
+    /// Set, list and delete an app's encrypted secrets.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// An app's invocations, errors, fuel and wall time per UTC day.
     Usage {
         /// App name.
@@ -258,7 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         command,
     } = cli;
     if let Command::Serve(args) = command {
-        return server::run(args).await;
+        return server::run(*args).await;
     }
     let client = Client::new(url, token)?;
     match command {
@@ -420,6 +425,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print(json, &created, || format!("bound {route} → {function}"));
         }
         Command::Files(command) => files(&client, json, command).await?,
+        Command::Secrets(command) => secrets::run(&client, json, command).await?,
         Command::Indexes(command) => indexes(&client, json, command).await?,
         Command::Routes(RoutesCommand::Delete { app, id }) => {
             client

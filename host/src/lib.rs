@@ -22,3 +22,4 @@ pub mod routing;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod vault;

@@ -78,6 +78,15 @@ pub struct ServeArgs {
     /// is given, one is generated on first start and written to {data-dir}/admin-token.
     #[arg(skip = std::env::var("PICLOUD_ADMIN_TOKEN").ok())]
     pub admin_token: Option<String>,
+    /// The secrets master key (base64 of 32 bytes), from the environment variable
+    /// PICLOUD_SECRET_KEY only. Required with PostgreSQL; with the embedded default one
+    /// is generated on first start into {data-dir}/secret-key.
+    #[arg(skip = std::env::var(crate::vault::KEY_ENV).ok())]
+    pub secret_key: Option<String>,
+    /// The previous secrets master key during a rotation (PICLOUD_SECRET_KEY_PREVIOUS):
+    /// secrets sealed with it still open; `picloud secrets rekey` reseals them.
+    #[arg(skip = std::env::var(crate::vault::PREVIOUS_KEY_ENV).ok())]
+    pub secret_key_previous: Option<String>,
     /// A file holding the admin token (its first line), instead of PICLOUD_ADMIN_TOKEN.
     #[arg(long, env = "PICLOUD_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -159,6 +168,8 @@ impl ServeArgs {
             base_domain: DEFAULT_BASE_DOMAIN.into(),
             admin_token: None,
             admin_token_file: None,
+            secret_key: None,
+            secret_key_previous: None,
             max_concurrency_per_app: None,
             max_queued_per_app: None,
             admission_wait_ms: DEFAULT_MAX_WAIT_MS,
@@ -240,6 +251,14 @@ impl Server {
         });
         db.set_storage_quotas(args.max_app_kv_bytes, args.max_app_docs_bytes)
             .await?;
+        let keys = crate::vault::Keys::load(
+            &db,
+            &args.data_dir,
+            args.secret_key.as_deref(),
+            args.secret_key_previous.as_deref(),
+        )
+        .await?;
+        let db = db.with_secret_keys(Arc::new(keys));
         let token = match (&args.admin_token, &args.admin_token_file) {
             (Some(_), Some(_)) => anyhow::bail!(
                 "give the admin token once: PICLOUD_ADMIN_TOKEN or --admin-token-file, not both"

@@ -5,6 +5,7 @@ mod data;
 mod functions;
 mod invocations;
 mod routes;
+mod secrets;
 
 use crate::error::{ApiError, ApiResult};
 use crate::invoker::AppEntry;
@@ -20,6 +21,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(routes::router())
         .merge(invocations::router())
         .merge(data::router())
+        .merge(secrets::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -11,6 +11,7 @@ pub mod docs;
 pub mod files;
 pub mod kv;
 pub mod script;
+pub mod secrets;
 
 use crate::storage::Db;
 use picloud_runtime::{Sdk, Unavailable};
@@ -20,6 +21,7 @@ pub struct HostSdk {
     kv: kv::KvService,
     docs: docs::DocsService,
     files: files::FilesService,
+    secrets: secrets::SecretsService,
     script: script::ScriptService,
     unavailable: Unavailable,
 }
@@ -55,6 +57,7 @@ impl HostSdk {
             kv: kv::KvService::new(db.clone(), app_id.clone()),
             docs: docs::DocsService::new(db.clone(), app_id.clone()),
             files: files::FilesService::new(db.clone(), app_id.clone()),
+            secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
             script: script::ScriptService::new(db.clone(), app_id, main),
             unavailable: Unavailable,
         }
@@ -67,7 +70,7 @@ impl Sdk for HostSdk {
     type Files = files::FilesService;
     type Http = Unavailable;
     type Email = Unavailable;
-    type Secrets = Unavailable;
+    type Secrets = secrets::SecretsService;
     type Users = Unavailable;
     type Pubsub = Unavailable;
     type DeadLetters = Unavailable;
@@ -88,8 +91,8 @@ impl Sdk for HostSdk {
     fn email(&mut self) -> &mut Unavailable {
         &mut self.unavailable
     }
-    fn secrets(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn secrets(&mut self) -> &mut secrets::SecretsService {
+        &mut self.secrets
     }
     fn users(&mut self) -> &mut Unavailable {
         &mut self.unavailable

@@ -14,6 +14,7 @@ mod functions;
 mod invocations;
 pub mod kv;
 mod routes;
+pub mod secrets;
 mod tokens;
 pub mod usage;
 
@@ -127,6 +128,9 @@ pub struct Db {
     scope: Option<std::sync::Arc<conn::Scope>>,
     dialect: Dialect,
     files: std::sync::Arc<files::FilesConfig>,
+    /// The keys secrets are sealed with; `None` until the server loaded them (the
+    /// secrets service then answers `unavailable`).
+    secret_keys: Option<std::sync::Arc<crate::vault::Keys>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -187,6 +191,7 @@ impl Db {
             scope: None,
             dialect,
             files: Default::default(),
+            secret_keys: None,
         })
     }
 
@@ -217,6 +222,20 @@ impl Db {
             Some(scope) => Conn::tenant(&self.tenant, scope).await,
             None => Conn::host(&self.pool).await,
         }
+    }
+
+    /// This database with the keys secrets are sealed with.
+    #[must_use]
+    pub fn with_secret_keys(self, keys: std::sync::Arc<crate::vault::Keys>) -> Self {
+        Self {
+            secret_keys: Some(keys),
+            ..self
+        }
+    }
+
+    /// The keys secrets are sealed with, once loaded.
+    pub fn secret_keys(&self) -> Option<&std::sync::Arc<crate::vault::Keys>> {
+        self.secret_keys.as_ref()
     }
 
     /// The dialect behind the pool.

@@ -101,6 +101,9 @@ impl Drop for TestDb {
 }
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
+/// The secrets master key of test servers on PostgreSQL (where one is required): the
+/// base64 of 32 bytes.
+pub const SECRET_KEY: &str = "dGVzdC1zZWNyZXQta2V5LW9mLTMyLWJ5dGVzLSEhISE=";
 
 /// A running server on a free loopback port.
 pub struct TestServer {
@@ -121,7 +124,10 @@ impl TestServer {
         .await
     }
 
-    pub async fn start_with(args: ServeArgs) -> Self {
+    pub async fn start_with(mut args: ServeArgs) -> Self {
+        if args.database_url.is_some() && args.secret_key.is_none() {
+            args.secret_key = Some(SECRET_KEY.into());
+        }
         let server = Server::start(&args).await.expect("server starts");
         let url = format!("http://{}", server.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
