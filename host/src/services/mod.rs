@@ -5,6 +5,24 @@
 //! app only, its database work bounded by the deadline and the app's share of
 //! connections (see [`Db::for_app`]). Interfaces without a service yet answer
 //! `unavailable` through [`Unavailable`].
+//!
+//! What they share is in [`common`]: the mapping of storage failures to guest errors,
+//! name/key/length checks and paging (the admin API uses the same checks and paging).
+//!
+//! ## Adding an interface
+//! 1. `wit/services.wit`: the interface, imported by `world function` (the runtime's
+//!    `bindgen!` then generates its `Host` trait; add an `Unavailable` impl in
+//!    `runtime/src/sdk.rs` and the type and accessor to the `Sdk` trait there).
+//! 2. `host/src/storage/<name>.rs`: a store trait for what the service keeps (like
+//!    [`crate::storage::secrets::SecretStore`]), implemented by `Db` with one SQL for
+//!    both backends, and a migration in `migrations/sqlite` and `migrations/postgres`.
+//! 3. `host/src/services/<name>.rs`: the service, implementing the generated `Host`
+//!    trait over the store, checking every guest value with [`common`]; add it to
+//!    [`HostSdk`] below.
+//! 4. `host/src/api/<name>.rs` and `host/src/cli/<name>.rs` if operators manage it.
+//! 5. Rhai: a module in `rhai-shim/src/sdk/` calling the import through
+//!    `rhai-shim/src/host.rs`.
+//! 6. Tests: a module of `host/tests/all/` through the real server, both backends.
 
 pub mod common;
 pub mod docs;

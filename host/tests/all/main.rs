@@ -5,6 +5,7 @@ mod conformance;
 mod data;
 mod hostile;
 mod rhai;
+mod secrets;
 mod server;
 mod storage;
 mod support;
