@@ -14,7 +14,7 @@ use picloud_runtime::docs::Host as _;
 use picloud_runtime::files::Host as _;
 use picloud_runtime::kv::Host as _;
 use picloud_runtime::{Answer, GuestError, Invocation, Limits, RunError, Runtime, RuntimeConfig};
-use picloud_runtime::{Sdk as _, docs, files};
+use picloud_runtime::{Sdk as _, docs, files, secrets};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -26,7 +26,6 @@ use std::sync::Arc;
 const OUT_OF_SCOPE: &[&str] = &[
     "http::",
     "email::",
-    "secrets::",
     "users::",
     "pubsub::",
     "dead_letters::",
@@ -129,7 +128,7 @@ fn request_of(source: &str) -> picloud_rhai_shim::Request {
     request
 }
 
-/// The shim library's `Host`, answering kv, docs and files through the server's own
+/// The shim library's `Host`, answering kv, docs, files and secrets through the server's own
 /// services.
 struct NativeHost {
     sdk: RefCell<HostSdk>,
@@ -170,6 +169,18 @@ impl NativeHost {
 }
 
 impl Host for NativeHost {
+    fn secrets_get(&self, name: &str) -> SdkResult<Option<String>> {
+        self.call(async |sdk| secrets::Host::get(sdk.secrets(), name.into()).await)
+    }
+    fn secrets_set(&self, name: &str, value: &str) -> SdkResult<()> {
+        self.call(async |sdk| secrets::Host::set(sdk.secrets(), name.into(), value.into()).await)
+    }
+    fn secrets_delete(&self, name: &str) -> SdkResult<bool> {
+        self.call(async |sdk| secrets::Host::delete(sdk.secrets(), name.into()).await)
+    }
+    fn secrets_list(&self) -> SdkResult<Vec<String>> {
+        self.call(async |sdk| secrets::Host::list(sdk.secrets()).await)
+    }
     fn kv_get(&self, c: &str, k: &str) -> SdkResult<Option<String>> {
         self.call(async |sdk| sdk.kv().get(c.into(), k.into()).await)
     }
@@ -321,7 +332,8 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
     let Some(test_db) = TestDb::new(Backend::Sqlite).await else {
         return;
     };
-    let db = test_db.open().await;
+    let keys = picloud::vault::Keys::new(picloud::vault::MasterKey::generate().0, None);
+    let db = test_db.open().await.with_secret_keys(Arc::new(keys));
     let runtime: Runtime<HostSdk> = Runtime::new(&RuntimeConfig::default()).unwrap();
     // The generic shim, without a snapshot: it reads each script at its first request.
     let shim = runtime.compile(picloud::rhai::RHAI_SHIM).unwrap();
