@@ -101,6 +101,7 @@ async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> ApiRe
         return Err(ApiError::not_found(format!("no app called {app:?}")));
     }
     state.invoker.invalidate_app(&app);
+    super::collect_garbage(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,6 +5,8 @@ mod conformance;
 mod data;
 mod hostile;
 mod rhai;
+mod rhai_shared;
+mod parse_probe;
 mod server;
 mod storage;
 mod support;
