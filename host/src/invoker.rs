@@ -8,16 +8,16 @@ use crate::quota::FuelQuotas;
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
-use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
+use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE, Script};
 use crate::storage::{Db, InvocationRecord};
 use axum::http::{HeaderValue, StatusCode};
 use picloud_runtime::{
-    CompileError, Compiled, Invocation, Limits, Outcome, Request, Runtime, WarmPool, sha256_hex,
+    Collected, CompileError, Compiled, Invocation, Limits, Outcome, Request, Runtime, WarmPool,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, RwLock, RwLockReadGuard};
 
 /// One slot in this many of the instance pool (at least one) is kept for apps that run
 /// few invocations: busy apps together take at most three quarters of the pool, so one
@@ -96,15 +96,25 @@ pub struct AppEntry {
     pub routes: RouteTable,
 }
 
+/// A deployable ready to run: compiled, with its script when it is a Rhai function.
+pub struct Prepared {
+    /// The compiled component: the artifact itself, or for a Rhai script the Rhai shim
+    /// every Rhai function shares.
+    pub compiled: Compiled<HostSdk>,
+    /// A Rhai function's source, which its instances parse on their first request.
+    pub script: Option<Arc<str>>,
+}
+
 /// The active version of a function, compiled.
 pub struct ActiveFunction {
     /// Version number.
     pub version: i64,
-    /// Compiled artifact.
-    pub compiled: Compiled<HostSdk>,
+    /// Compiled artifact, and the script of a Rhai function.
+    pub prepared: Prepared,
     /// Idle instances kept for the next invocations: Rhai scripts only, whose shim keeps
     /// no state between invocations (see `picloud_runtime::warm`). Dropped with this
-    /// version when another becomes active or the app changes.
+    /// version when another becomes active or the app changes; every instance in it
+    /// parsed this version's script and no other.
     pub warm: Option<WarmPool<HostSdk>>,
 }
 
@@ -136,6 +146,12 @@ pub struct Invoker {
     quotas: Arc<FuelQuotas>,
     /// Shares guest CPU fairly between apps; `None` leaves it to tokio.
     cpu: Option<Arc<CpuScheduler>>,
+    /// The Rhai shim's snapshot, compiled once for every Rhai function.
+    rhai_shim: OnceCell<Compiled<HostSdk>>,
+    /// Held (shared) by deploys from compiling to recording the version, and
+    /// (exclusively) by the garbage collection of compiled code, which would otherwise
+    /// remove code compiled for a version not recorded yet.
+    compiling: RwLock<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -165,6 +181,8 @@ impl Invoker {
             capacity: Slots::new(runtime.max_instances()),
             cpu: (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots))),
             runtime,
+            rhai_shim: OnceCell::new(),
+            compiling: RwLock::new(()),
         }
     }
 
@@ -189,19 +207,12 @@ impl Invoker {
         lock(&self.functions).remove(name);
     }
 
-    /// Caches `compiled` as the active version of `app`/`function` (right after a
-    /// deploy, which compiled it already).
-    pub fn install(
-        &self,
-        app: &str,
-        function: &str,
-        kind: &str,
-        version: i64,
-        compiled: Compiled<HostSdk>,
-    ) {
+    /// Caches `prepared` as the active version of `app`/`function` (right after a
+    /// deploy, which prepared it already).
+    pub fn install(&self, app: &str, function: &str, kind: &str, version: i64, prepared: Prepared) {
         let slot = Arc::new(OnceCell::new_with(Some(Some(Arc::new(ActiveFunction {
             version,
-            compiled,
+            prepared,
             warm: self.warm_pool(kind),
         })))));
         lock(&self.functions)
@@ -220,15 +231,36 @@ impl Invoker {
     /// Drops warm instances idle for longer than `max_idle`, so functions no longer
     /// called give their pool slots and memory back. Answers how many.
     pub fn trim_warm(&self, max_idle: std::time::Duration) -> usize {
-        let slots: Vec<FunctionSlot> = lock(&self.functions)
-            .values()
-            .flat_map(|functions| functions.values().cloned())
-            .collect();
-        slots
-            .iter()
-            .filter_map(|slot| slot.get().cloned().flatten())
-            .filter_map(|function| function.warm.as_ref().map(|pool| pool.trim(max_idle)))
-            .sum()
+        self.runtime.trim_warm(max_idle)
+    }
+
+    /// Held by a deploy from [`Invoker::prepare`] until its version is recorded, so
+    /// [`Invoker::collect_garbage`] does not remove what it compiled.
+    pub async fn deploying(&self) -> RwLockReadGuard<'_, ()> {
+        self.compiling.read().await
+    }
+
+    /// Removes the compiled code no function version refers to any more (see
+    /// `picloud_runtime::Runtime::collect_garbage`): run after functions or apps are
+    /// deleted, and at start.
+    pub async fn collect_garbage(&self) -> anyhow::Result<Collected> {
+        let _alone = self.compiling.write().await;
+        let mut live = self.db.live_artifacts("component").await?;
+        // Kept while no Rhai function exists, too: compiling it again takes seconds.
+        live.push(crate::rhai::shim_key().to_owned());
+        let runtime = self.runtime.clone();
+        let collected = tokio::task::spawn_blocking(move || {
+            runtime.collect_garbage(live.iter().map(String::as_str))
+        })
+        .await??;
+        if collected.files > 0 {
+            tracing::info!(
+                files = collected.files,
+                bytes = collected.bytes,
+                "removed unused compiled code"
+            );
+        }
+        Ok(collected)
     }
 
     /// Forgets the cached routes and limits of app `name`; its compiled functions stay.
@@ -297,15 +329,12 @@ impl Invoker {
             if function.kind == KIND_RHAI_MODULE {
                 return Ok(None);
             }
-            let compiled = self
-                .prepare(app, &function.kind, bytes)
-                .await
-                .map_err(|e| {
-                    ApiError::internal(format!("stored artifact does not compile: {e}"))
-                })?;
+            let prepared = self.prepare(&function.kind, bytes).await.map_err(|e| {
+                ApiError::internal(format!("stored artifact does not compile: {e}"))
+            })?;
             Ok::<_, ApiError>(Some(Arc::new(ActiveFunction {
                 version: function.active_version,
-                compiled,
+                prepared,
                 warm: self.warm_pool(&function.kind),
             })))
         }))
@@ -313,38 +342,47 @@ impl Invoker {
         Ok(loaded.clone())
     }
 
-    /// Compiles a deployable of `kind` for `app`: a component as it is; a Rhai script as
-    /// a snapshot of the Rhai shim taken after it parsed the script, so requests start
-    /// with the script ready. Snapshots and compiled code are cached (memory and disk).
-    pub async fn prepare(
-        &self,
-        app: &AppEntry,
-        kind: &str,
-        bytes: Vec<u8>,
-    ) -> Result<Compiled<HostSdk>, CompileError> {
-        let bytes = if kind == KIND_RHAI {
+    /// Gets a deployable of `kind` ready to run: a component compiled as it is; a Rhai
+    /// script checked to be UTF-8 text and run by the Rhai shim every Rhai function
+    /// shares (a snapshot of the shim with the Rhai engine built, compiled once and
+    /// cached in memory and on disk), which parses the script in each instance on its
+    /// first request. Compiled code is cached (memory and disk).
+    pub async fn prepare(&self, kind: &str, bytes: Vec<u8>) -> Result<Prepared, CompileError> {
+        if kind == KIND_RHAI {
             let source: Arc<str> = String::from_utf8(bytes)
                 .map_err(|_| CompileError::Invalid("a Rhai script must be UTF-8 text".into()))?
                 .into();
-            let key = sha256_hex(
-                format!(
-                    "{}:{}",
-                    crate::rhai::shim_sha256(),
-                    sha256_hex(source.as_bytes())
-                )
-                .as_bytes(),
-            );
-            let sdk = HostSdk::with_script(&self.db, &app.id, Some(source));
-            self.runtime
-                .snapshot(crate::rhai::RHAI_SHIM, &key, sdk, app.limits)
-                .await?
-        } else {
-            bytes
-        };
+            let compiled = self.rhai_shim().await?;
+            return Ok(Prepared {
+                compiled,
+                script: Some(source),
+            });
+        }
         let runtime = self.runtime.clone();
-        tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
             .await
-            .map_err(|e| CompileError::Internal(e.to_string()))?
+            .map_err(|e| CompileError::Internal(e.to_string()))??;
+        Ok(Prepared {
+            compiled,
+            script: None,
+        })
+    }
+
+    /// The Rhai shim's snapshot, compiled: once per process, from the disk cache after a
+    /// restart. Its initialisation only builds the Rhai engine and asks the host for
+    /// nothing, so it runs with no app's services and the host's default limits.
+    async fn rhai_shim(&self) -> Result<Compiled<HostSdk>, CompileError> {
+        self.rhai_shim
+            .get_or_try_init(|| {
+                self.runtime.compile_snapshot(
+                    crate::rhai::RHAI_SHIM,
+                    crate::rhai::shim_key(),
+                    HostSdk::new(&self.db, ""),
+                    self.defaults,
+                )
+            })
+            .await
+            .cloned()
     }
 
     /// Lets an invocation of `app` in under the app's daily fuel quota and concurrency
@@ -447,9 +485,20 @@ impl Invoker {
             event: request.event.clone(),
         };
         let deadline = tokio::time::Instant::now() + app.limits.timeout();
-        let sdk = HostSdk::with_deadline(&self.db, &app.id, deadline);
+        let sdk = match &function.prepared.script {
+            Some(source) => HostSdk::with_script(
+                &self.db,
+                &app.id,
+                Some(deadline),
+                Script {
+                    source: source.clone(),
+                    limits: app.limits,
+                },
+            ),
+            None => HostSdk::with_deadline(&self.db, &app.id, deadline),
+        };
         let run = self.runtime.invoke_warm(
-            &function.compiled,
+            &function.prepared.compiled,
             function.warm.as_ref(),
             invocation,
             request,

@@ -10,11 +10,15 @@ use std::sync::OnceLock;
 /// The Rhai shim component (`rhai-shim/`, built by `build.rs`).
 pub const RHAI_SHIM: &[u8] = include_bytes!(env!("PICLOUD_RHAI_SHIM"));
 
-/// sha256 of [`RHAI_SHIM`]: part of every snapshot's cache key, so a new shim never
-/// reuses snapshots of an old one.
-pub fn shim_sha256() -> &'static str {
-    static SHA: OnceLock<String> = OnceLock::new();
-    SHA.get_or_init(|| picloud_runtime::sha256_hex(RHAI_SHIM))
+/// The key the one compiled snapshot of the shim, shared by every Rhai function, is
+/// cached under (see `picloud_runtime::Runtime::compile_snapshot`): derived from the
+/// sha256 of [`RHAI_SHIM`], so a new shim never reuses the snapshot of an old one.
+pub fn shim_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let shim = picloud_runtime::sha256_hex(RHAI_SHIM);
+        picloud_runtime::sha256_hex(format!("rhai-engine:{shim}").as_bytes())
+    })
 }
 
 /// Compiles `source` with the shim's own engine configuration; the error names the

@@ -307,6 +307,11 @@ impl Server {
             body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
         };
 
+        // Compiled code of functions deleted while the server was down, and of earlier
+        // PiCloud and wasmtime versions.
+        if let Err(e) = state.invoker.collect_garbage().await {
+            tracing::warn!(error = %e, "collecting unused compiled code failed");
+        }
         let invoker = state.invoker.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(WARM_TRIM_INTERVAL);

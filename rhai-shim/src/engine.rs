@@ -10,8 +10,15 @@ use std::rc::Rc;
 /// loop iteration; a typical handler takes a few thousand. In the wasm shim an operation
 /// costs roughly 500–700 units of fuel, so this budget ends a runaway loop at about half
 /// of the host's default fuel (10⁹): the script gets this clear error, not
-/// `fuel_exhausted`.
+/// `fuel_exhausted`. In PiCloud the cap follows the app's fuel ([`Limits::for_sandbox`]);
+/// this is its value at the default fuel.
 pub const DEFAULT_MAX_OPERATIONS: u64 = 1_000_000;
+/// Fuel per Rhai operation in [`Limits::for_sandbox`]: above what an operation costs in
+/// the shim (500–700 units), so the operation limit comes before the fuel runs out.
+pub const FUEL_PER_OPERATION: u64 = 1_000;
+/// The memory limit the default string, array and map sizes are meant for (the host's
+/// default of 128 MiB); [`Limits::for_sandbox`] scales them with the app's memory limit.
+pub const DEFAULT_MEMORY_BYTES: u64 = 128 * 1024 * 1024;
 /// Nested function calls (Rhai's own default): deep enough for any reasonable recursion,
 /// shallow enough for the wasm stack.
 pub const DEFAULT_MAX_CALL_LEVELS: usize = 64;
@@ -50,6 +57,52 @@ pub struct Limits {
     pub max_modules: usize,
 }
 
+impl Limits {
+    /// The limits of a script in a sandbox with `fuel` units of fuel and `memory_bytes` of
+    /// linear memory: one operation per [`FUEL_PER_OPERATION`] units of fuel (at least
+    /// one), and string, array and map sizes in proportion to a memory limit above
+    /// [`DEFAULT_MEMORY_BYTES`] (never below the defaults: under a smaller memory limit
+    /// that limit itself stops a script, as it always did). The other limits keep their
+    /// defaults: they guard the wasm stack, which grows with neither.
+    ///
+    /// ```
+    /// use picloud_rhai_shim::{DEFAULT_MAX_OPERATIONS, Limits};
+    /// let default = Limits::for_sandbox(1_000_000_000, 128 << 20);
+    /// assert_eq!(default, Limits::default());
+    /// let raised = Limits::for_sandbox(100_000_000_000, 512 << 20);
+    /// assert_eq!(raised.max_operations, 100 * DEFAULT_MAX_OPERATIONS);
+    /// assert_eq!(raised.max_string_size, 4 * default.max_string_size);
+    /// assert_eq!(Limits::for_sandbox(1_000_000_000, 64 << 20), default);
+    /// ```
+    pub fn for_sandbox(fuel: u64, memory_bytes: u64) -> Self {
+        let scale = |default: usize| -> usize {
+            let scaled = (default as u128 * u128::from(memory_bytes)
+                / u128::from(DEFAULT_MEMORY_BYTES)) as u64;
+            // At most wasm32's usize.
+            scaled.clamp(default as u64, u64::from(u32::MAX)) as usize
+        };
+        Self {
+            max_operations: (fuel / FUEL_PER_OPERATION).max(1),
+            max_string_size: scale(DEFAULT_MAX_STRING_SIZE),
+            max_array_size: scale(DEFAULT_MAX_ARRAY_SIZE),
+            max_map_size: scale(DEFAULT_MAX_MAP_SIZE),
+            ..Self::default()
+        }
+    }
+
+    /// Sets these limits on `engine`.
+    pub fn apply(&self, engine: &mut Engine) {
+        engine
+            .set_max_operations(self.max_operations)
+            .set_max_call_levels(self.max_call_levels)
+            .set_max_expr_depths(self.max_expr_depth, self.max_function_expr_depth)
+            .set_max_string_size(self.max_string_size)
+            .set_max_array_size(self.max_array_size)
+            .set_max_map_size(self.max_map_size)
+            .set_max_modules(self.max_modules);
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -79,14 +132,7 @@ pub fn build_engine(host: Rc<dyn Host>) -> Engine {
 /// [`build_engine`] with explicit limits.
 pub fn build_engine_with_limits(host: Rc<dyn Host>, limits: Limits) -> Engine {
     let mut engine = Engine::new();
-    engine
-        .set_max_operations(limits.max_operations)
-        .set_max_call_levels(limits.max_call_levels)
-        .set_max_expr_depths(limits.max_expr_depth, limits.max_function_expr_depth)
-        .set_max_string_size(limits.max_string_size)
-        .set_max_array_size(limits.max_array_size)
-        .set_max_map_size(limits.max_map_size)
-        .set_max_modules(limits.max_modules);
+    limits.apply(&mut engine);
 
     let h = host.clone();
     engine.on_print(move |text| h.log(LogLevel::Info, text, None));

@@ -3,9 +3,10 @@
 //!
 //! Scope: the Rhai scripting model of SPEC §5 — `ctx` in, the script's value out, the SDK
 //! modules under their Rhai-native names over a [`Host`], the helper modules, `import` of
-//! module scripts, and Rhai limits. Lifecycle: [`build_engine`] once per instance,
-//! [`compile`] once per script (at `wizer-initialize` in the component, so a snapshot
-//! keeps the parsed script), [`run`] once per request.
+//! module scripts, and Rhai limits. Lifecycle: [`build_engine`] once per instance (at
+//! `wizer-initialize` in the component, so the one snapshot every Rhai function shares
+//! starts with it built), [`compile`] once per script (in the component: on an
+//! instance's first request), [`run`] once per request.
 //!
 //! 1. Implement [`Host`] (every SDK service method defaults to `unavailable`).
 //! 2. Build an engine with [`build_engine`] and compile the script with [`compile`].
@@ -63,8 +64,8 @@ static ALLOCATOR: small_blocks::SmallBlocks<talc::wasm::WasmDynamicTalc> =
 pub use engine::{
     DEFAULT_MAX_ARRAY_SIZE, DEFAULT_MAX_CALL_LEVELS, DEFAULT_MAX_EXPR_DEPTH,
     DEFAULT_MAX_FUNCTION_EXPR_DEPTH, DEFAULT_MAX_MAP_SIZE, DEFAULT_MAX_MODULES,
-    DEFAULT_MAX_OPERATIONS, DEFAULT_MAX_STRING_SIZE, Limits, build_engine,
-    build_engine_with_limits,
+    DEFAULT_MAX_OPERATIONS, DEFAULT_MAX_STRING_SIZE, DEFAULT_MEMORY_BYTES, FUEL_PER_OPERATION,
+    Limits, build_engine, build_engine_with_limits,
 };
 pub use host::{
     Document, EmailMessage, FilePage, FileStat, FindOptions, Host, HttpRequest, HttpResponse,

@@ -148,6 +148,25 @@ pub fn run_cached(
     cache: &mut RunCache,
     request: &Request,
 ) -> Result<Response, ScriptError> {
+    run_classified(engine, ast, cache, request).map_err(|(error, _)| error)
+}
+
+/// What kind of failure a [`ScriptError`] is, for the WIT error the shim answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The script threw, failed at run time or answered a value that is no response.
+    Script,
+    /// The script broke one of Rhai's limits (operations, call depth, sizes, modules).
+    Limit,
+}
+
+/// [`run_cached`], saying whether the run failed on a limit.
+pub(crate) fn run_classified(
+    engine: &Engine,
+    ast: &AST,
+    cache: &mut RunCache,
+    request: &Request,
+) -> Result<Response, (ScriptError, Failure)> {
     let mut scope = Scope::new();
     scope.push_constant("ctx", Dynamic::from_map(context(request)));
     // What `Engine::eval_ast_with_scope` does, with caches that outlive the run.
@@ -162,10 +181,30 @@ pub fn run_cached(
     if global.num_modules_loaded > 0 {
         cache.0 = Caches::new();
     }
-    let value = value.map_err(|e| ScriptError {
-        message: describe(engine, &e),
+    let value = value.map_err(|e| {
+        let failure = if is_limit(&e) {
+            Failure::Limit
+        } else {
+            Failure::Script
+        };
+        let message = describe(engine, &e);
+        (ScriptError { message }, failure)
     })?;
-    response_of(value).map_err(|message| ScriptError { message })
+    response_of(value).map_err(|message| (ScriptError { message }, Failure::Script))
+}
+
+/// Whether `error` (or the error it wraps) is a breach of one of Rhai's limits.
+fn is_limit(error: &EvalAltResult) -> bool {
+    match error {
+        EvalAltResult::ErrorTooManyOperations(_)
+        | EvalAltResult::ErrorStackOverflow(_)
+        | EvalAltResult::ErrorDataTooLarge(..)
+        | EvalAltResult::ErrorTooManyModules(_)
+        | EvalAltResult::ErrorTooManyVariables(_) => true,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => is_limit(inner),
+        _ => false,
+    }
 }
 
 /// The `ctx` map of a request.

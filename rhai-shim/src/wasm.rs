@@ -1,13 +1,19 @@
 //! The `picloud:sdk/rhai-shim` component: [`WitHost`] serves [`Host`] with the WIT
-//! imports, `wizer-initialize` compiles the main script once (so a wizer snapshot starts
-//! every request with it parsed), and `handler.handle` runs it.
+//! imports, `wizer-initialize` builds the engine (so the one wizer snapshot all Rhai
+//! functions share starts with it built), and `handler.handle` compiles the function's
+//! script on the instance's first request and runs it.
+//!
+//! An instance serves one function version only (the host keeps warm instances per
+//! version), so the script and its limits, read once, stay right for its life.
 
+use crate::engine::Limits;
 use crate::host::{
     Document, EmailMessage, FilePage, FileStat, FindOptions, Host, HttpRequest, HttpResponse,
     KvPage, LogLevel, NewUser, RuntimeInfo, SdkError, SdkResult, Session, User, UserPage,
     UserUpdate,
 };
-use crate::{AST, Engine, Request, RunCache, build_engine, compile, run_cached};
+use crate::script::{Failure, run_classified};
+use crate::{AST, Engine, Request, RunCache, build_engine, compile};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -30,37 +36,62 @@ use bindings::picloud::sdk::{
     users,
 };
 
-/// The engine and the compiled main script, kept for the life of the instance (and in
-/// the wizer snapshot), and what runs of the script learnt about its function calls.
+/// The engine and the compiled main script, kept for the life of the instance, and what
+/// runs of the script learnt about its function calls.
 struct Loaded {
     engine: Engine,
     ast: AST,
     cache: RefCell<RunCache>,
 }
 
+/// What the instance holds: the engine alone (in the snapshot, before the first
+/// request), or the engine with the function's script.
+enum Held {
+    Ready(Engine),
+    Loaded(Rc<Loaded>),
+}
+
 thread_local! {
-    static LOADED: RefCell<Option<Rc<Loaded>>> = const { RefCell::new(None) };
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
 }
 
-/// Builds the engine and compiles the main script.
-fn load() -> Result<Rc<Loaded>, String> {
-    let engine = build_engine(Rc::new(WitHost));
-    let ast = compile(&engine, &rhai_script::main_source())?;
-    Ok(Rc::new(Loaded {
-        engine,
-        ast,
-        cache: RefCell::default(),
-    }))
-}
-
-/// The loaded script, loading it first when `wizer-initialize` never ran.
+/// The loaded script: on the instance's first request, the engine (from the snapshot,
+/// or built now when `wizer-initialize` never ran) gets the function's limits and
+/// compiles its script.
 fn loaded() -> Result<Rc<Loaded>, String> {
-    LOADED.with(|cell| {
-        if let Some(loaded) = cell.borrow().as_ref() {
+    HELD.with(|cell| {
+        let mut held = cell.borrow_mut();
+        if let Some(Held::Loaded(loaded)) = &*held {
             return Ok(loaded.clone());
         }
-        let loaded = load()?;
-        *cell.borrow_mut() = Some(loaded.clone());
+        let mut engine = match held.take() {
+            Some(Held::Ready(engine)) => engine,
+            _ => build_engine(Rc::new(WitHost)),
+        };
+        let limits = rhai_script::limits();
+        let as_size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            max_operations: limits.max_operations.max(1),
+            max_string_size: as_size(limits.max_string_size),
+            max_array_size: as_size(limits.max_array_size),
+            max_map_size: as_size(limits.max_map_size),
+            ..Limits::default()
+        }
+        .apply(&mut engine);
+        let compiled = compile(&engine, &rhai_script::main_source());
+        let ast = match compiled {
+            Ok(ast) => ast,
+            Err(e) => {
+                *held = Some(Held::Ready(engine));
+                return Err(e);
+            }
+        };
+        let loaded = Rc::new(Loaded {
+            engine,
+            ast,
+            cache: RefCell::default(),
+        });
+        *held = Some(Held::Loaded(loaded.clone()));
         Ok(loaded)
     })
 }
@@ -69,10 +100,7 @@ struct Shim;
 
 impl bindings::Guest for Shim {
     fn wizer_initialize() {
-        if let Err(e) = loaded() {
-            // No snapshot of a script that does not compile: the deploy fails with this.
-            panic!("the script does not compile: {e}");
-        }
+        HELD.with(|cell| *cell.borrow_mut() = Some(Held::Ready(build_engine(Rc::new(WitHost)))));
     }
 }
 
@@ -92,7 +120,7 @@ impl handler::Guest for Shim {
             app: info.app,
             invocation_id: info.invocation_id,
         };
-        run_cached(
+        run_classified(
             &loaded.engine,
             &loaded.ast,
             &mut loaded.cache.borrow_mut(),
@@ -103,7 +131,13 @@ impl handler::Guest for Shim {
             headers: r.headers,
             body: r.body,
         })
-        .map_err(|e| types::Error::Internal(e.message))
+        // The script's own failure, with its message for the author: `limit` when it
+        // broke one of Rhai's limits, `invalid` otherwise (never `internal`, which
+        // would blame PiCloud).
+        .map_err(|(error, failure)| match failure {
+            Failure::Limit => types::Error::Limit(error.message),
+            Failure::Script => types::Error::Invalid(error.message),
+        })
     }
 }
 

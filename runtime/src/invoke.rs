@@ -467,7 +467,7 @@ impl<S: Sdk> Runtime<S> {
         sdk: S,
     ) -> Outcome {
         let started = Instant::now();
-        let warm = pool.and_then(|pool| pool.take(limits.memory_bytes));
+        let warm = pool.and_then(|pool| pool.take(&limits));
         let prepared = match warm {
             Some(warm) => {
                 let Warm {
@@ -536,7 +536,7 @@ impl<S: Sdk> Runtime<S> {
         output.drain_into(&mut logs);
         let peak_memory = state.limiter.peak;
         if let (Some(pool), Some(instance)) = (pool, returned) {
-            pool.put(Warm::new(store, instance, output, uses + 1));
+            pool.put(Warm::new(store, instance, output, uses + 1, limits));
         }
         Outcome {
             result,

@@ -60,7 +60,8 @@ pub const DEFAULT_MAX_WARM_INSTANCES: u32 = 32;
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Bytes of each pooled memory kept mapped between instances (see `Runtime::new`): a
 /// Rust guest's stack and early heap live in its first megabytes, and the Rhai shim's
-/// snapshot holds the interpreter and the parsed script in its first ~5 MiB with its
+/// snapshot (one for all Rhai functions) holds the interpreter's built engine in its
+/// first ~MEMORY MiB, with the script an instance parses on its first request and the
 /// per-request heap above. Only pages an instance touched are reset (and stay
 /// resident), so a small guest costs little; measured: 4 → 32 MiB took the Rhai
 /// handler from 9,100 to 10,300 requests/s.
@@ -150,7 +151,8 @@ impl<S> Clone for Compiled<S> {
 }
 
 impl<S> Compiled<S> {
-    /// Hex sha256 of the artifact bytes.
+    /// Hex sha256 of the artifact bytes (for a snapshot: the key it was compiled under,
+    /// see [`Runtime::compile_snapshot`]).
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
@@ -159,6 +161,19 @@ impl<S> Compiled<S> {
         self.kind
     }
 }
+
+/// What [`Runtime::collect_garbage`] removed from the disk cache.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Files removed.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// A temporary file of the disk cache older than this was left by a write that never
+/// finished (a crash); [`Runtime::collect_garbage`] removes it.
+const STALE_TEMP_FILE_AGE: Duration = Duration::from_secs(3600);
 
 /// Counters of the compile caches, to show that a restart does not recompile.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -192,7 +207,7 @@ pub struct Runtime<S: Sdk> {
     counters: Counters,
     epoch_tick: Duration,
     max_instances: u32,
-    warm: Arc<warm::WarmBudget>,
+    warm: Arc<warm::WarmBudget<S>>,
 }
 
 /// The error of a host call that traps the guest (wasmtime's error type).
@@ -331,6 +346,67 @@ impl<S: Sdk> Runtime<S> {
             .remove(sha256);
     }
 
+    /// Removes the compiled code of every artifact not in `live` — the sha256 of each
+    /// artifact a function version still refers to, and the keys of the snapshots in use
+    /// (see [`Runtime::compile_snapshot`]) — from memory and from the disk cache, with
+    /// cache files of other wasmtime builds and the per-script snapshots of earlier
+    /// PiCloud versions (`snapshots/`). The embedder must not compile while this runs:
+    /// code compiled meanwhile may be removed with the rest. Cranelift's per-function
+    /// cache (`functions/`) is left alone.
+    pub fn collect_garbage<'a>(
+        &self,
+        live: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<Collected> {
+        let live: std::collections::HashSet<&str> = live.into_iter().collect();
+        self.linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| live.contains(id.as_str()));
+        let mut collected = Collected::default();
+        let Some(dir) = &self.cache_dir else {
+            return Ok(collected);
+        };
+        let suffix = format!("-{}.cwasm", self.compat);
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let metadata = entry.metadata()?;
+            let stale = if name.ends_with(".cwasm") {
+                name.strip_suffix(&suffix)
+                    .is_none_or(|id| !live.contains(id))
+            } else if name.contains(".tmp") {
+                // A write interrupted by a crash; one in progress is younger.
+                metadata
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > STALE_TEMP_FILE_AGE)
+            } else {
+                false
+            };
+            if stale && metadata.is_file() {
+                std::fs::remove_file(entry.path())?;
+                collected.files += 1;
+                collected.bytes += metadata.len();
+            }
+        }
+        let legacy = dir.join("snapshots");
+        if legacy.is_dir() {
+            for entry in std::fs::read_dir(&legacy)? {
+                let entry = entry?;
+                let metadata = entry.metadata()?;
+                if metadata.is_file() {
+                    std::fs::remove_file(entry.path())?;
+                    collected.files += 1;
+                    collected.bytes += metadata.len();
+                }
+            }
+            std::fs::remove_dir(&legacy)?;
+        }
+        Ok(collected)
+    }
+
     /// How many instances can be alive at once (the pool's slots).
     pub fn max_instances(&self) -> u32 {
         self.max_instances
@@ -352,6 +428,13 @@ impl<S: Sdk> Runtime<S> {
     /// (see [`warm`]).
     pub fn warm_pool(&self) -> Option<WarmPool<S>> {
         (self.warm.max_idle() > 0).then(|| WarmPool::new(self.warm.clone()))
+    }
+
+    /// Drops the warm instances of all pools idle for longer than `max_idle`, so
+    /// functions no longer called give their pool slots and memory back. Answers how
+    /// many.
+    pub fn trim_warm(&self, max_idle: Duration) -> usize {
+        self.warm.trim(max_idle)
     }
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {

@@ -284,6 +284,9 @@ impl rhai_script::Host for Unavailable {
     async fn module_source(&mut self, _: String) -> wasmtime::Result<Option<String>> {
         wasmtime::bail!("this function has no Rhai script")
     }
+    async fn limits(&mut self) -> wasmtime::Result<rhai_script::ScriptLimits> {
+        wasmtime::bail!("this function has no Rhai script")
+    }
 }
 
 /// An [`Sdk`] that offers no embedder service at all: every call answers `unavailable`.

@@ -1,10 +1,11 @@
 //! Pre-initialised components: run a component's `wizer-initialize` export once
 //! (wasmtime-wizer) and keep the initialised memory as the component's starting state.
-//! The Rhai shim uses this so every request starts with its script already parsed.
+//! The Rhai shim uses this so every instance starts with the Rhai engine built; one such
+//! snapshot, compiled once, serves every Rhai function.
 
 use crate::invoke::State;
-use crate::{CompileError, Invocation, Limits, Runtime, Sdk};
-use std::path::PathBuf;
+use crate::{CompileError, Compiled, Invocation, Limits, Runtime, Sdk};
+use std::sync::atomic::Ordering;
 use wasmtime::Store;
 use wasmtime::component::{Instance, Lift, WasmList};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
@@ -14,20 +15,43 @@ pub const INIT_EXPORT: &str = "wizer-initialize";
 
 impl<S: Sdk> Runtime<S> {
     /// The snapshot of `base` after its `wizer-initialize` ran with `sdk` serving its
-    /// imports, under `limits`. With a cache directory the snapshot is kept under `key`
-    /// (which must identify `base` and everything `sdk` tells it), so a restart does not
-    /// initialise again.
-    pub async fn snapshot(
+    /// imports, under `limits`, compiled and linked. It is kept in memory and, with a
+    /// cache directory, as compiled code on disk under `key` (which must identify `base`
+    /// and everything `sdk` tells it), so a restart neither initialises nor compiles
+    /// again. The snapshot's own bytes are not kept.
+    pub async fn compile_snapshot(
         &self,
         base: &[u8],
         key: &str,
         sdk: S,
         limits: Limits,
-    ) -> Result<Vec<u8>, CompileError> {
-        let cached = self.snapshot_path(key);
-        if let Some(bytes) = cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
-            return Ok(bytes);
+    ) -> Result<Compiled<S>, CompileError> {
+        if let Some(hit) = self
+            .linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.clone());
         }
+        let component = match self.load_cached(key) {
+            Some(component) => component,
+            None => {
+                let snapshot = self.snapshot(base, sdk, limits).await?;
+                self.compile_fresh(key, &snapshot)?
+            }
+        };
+        let compiled = self.link(key.to_owned(), &component)?;
+        self.linked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// The bytes of `base` snapshotted after its `wizer-initialize` ran.
+    async fn snapshot(&self, base: &[u8], sdk: S, limits: Limits) -> Result<Vec<u8>, CompileError> {
         let mut wizer = Wizer::new();
         // The component still lifts the init export, so the core export must stay.
         wizer.keep_init_func(true);
@@ -64,7 +88,7 @@ impl<S: Sdk> Runtime<S> {
                 printed.trim()
             )));
         }
-        let snapshot = wizer
+        wizer
             .snapshot_component(
                 &context,
                 &mut Snapshotting {
@@ -73,19 +97,7 @@ impl<S: Sdk> Runtime<S> {
                 },
             )
             .await
-            .map_err(|e| CompileError::Internal(format!("snapshot failed: {e:#}")))?;
-        if let Some(path) = cached
-            && let Err(e) = crate::write_atomically(&path, &snapshot)
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not cache a snapshot");
-        }
-        Ok(snapshot)
-    }
-
-    fn snapshot_path(&self, key: &str) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?.join("snapshots");
-        std::fs::create_dir_all(&dir).ok()?;
-        Some(dir.join(format!("{key}.wasm")))
+            .map_err(|e| CompileError::Internal(format!("snapshot failed: {e:#}")))
     }
 }
 

@@ -13,18 +13,26 @@
 //!   exhaustion, timeout or cancellation it is dropped;
 //! - its linear memory is at most [`WARM_MAX_MEMORY`], so one large request does not pin
 //!   its memory;
-//! - it has served fewer than [`WARM_MAX_USES`] invocations;
-//! - the pool and the runtime-wide budget of idle instances have room (each idle
-//!   instance holds a slot of the pooling allocator).
+//! - it has served fewer than [`WARM_MAX_USES`] invocations.
+//!
+//! It is taken again only by an invocation under the same fuel and memory limits as the
+//! one that created it (the Rhai shim derives its own limits from them once per
+//! instance). Idle instances are bounded per pool ([`WARM_MAX_IDLE_PER_FUNCTION`]) and
+//! runtime-wide (each holds a slot of the pooling allocator): when the runtime-wide
+//! bound is reached, the least recently used idle instance of any pool is dropped to
+//! make room, so thousands of functions share a fixed number of warm instances and
+//! rarely used ones release theirs.
 //!
 //! Before each use the store gets the new invocation's SDK handle, identity, empty log,
 //! fuel budget, epoch deadline and memory limit, so limits and records are exactly those
 //! of a fresh store.
 
+use crate::Limits;
 use crate::bindings::Function;
 use crate::invoke::{Output, State};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use wasmtime::Store;
 
@@ -42,6 +50,8 @@ pub(crate) struct Warm<S: 'static> {
     pub(crate) function: Function,
     pub(crate) output: Output,
     pub(crate) uses: u32,
+    /// The limits of the invocation that created the instance.
+    limits: Limits,
     idle_since: Instant,
 }
 
@@ -51,47 +61,87 @@ impl<S> Warm<S> {
         function: Function,
         output: Output,
         uses: u32,
+        limits: Limits,
     ) -> Self {
         Self {
             store,
             function,
             output,
             uses,
+            limits,
             idle_since: Instant::now(),
         }
     }
+
+    /// Whether an invocation under `limits` may run in this instance.
+    fn serves(&self, limits: &Limits) -> bool {
+        self.limits.fuel == limits.fuel
+            && self.limits.memory_bytes == limits.memory_bytes
+            && self.store.data().memory_total() <= limits.memory_bytes
+    }
 }
 
-/// Runtime-wide accounting of idle warm instances.
-#[derive(Debug, Default)]
-pub(crate) struct WarmBudget {
-    idle: AtomicUsize,
+/// The idle instances of all pools, by recency.
+struct Idle<S: 'static> {
+    /// Every idle instance by the stamp it was put back with (oldest first), with the
+    /// pool it belongs to.
+    by_stamp: BTreeMap<u64, (u64, Warm<S>)>,
+    /// The stamps of each pool's idle instances, oldest first.
+    by_pool: HashMap<u64, Vec<u64>>,
+    next_stamp: u64,
+}
+
+impl<S> Idle<S> {
+    fn len(&self) -> usize {
+        self.by_stamp.len()
+    }
+
+    /// Removes the idle instance `stamp` of `pool`.
+    fn remove(&mut self, pool: u64, stamp: u64) -> Option<Warm<S>> {
+        if let Some(stamps) = self.by_pool.get_mut(&pool) {
+            stamps.retain(|s| *s != stamp);
+            if stamps.is_empty() {
+                self.by_pool.remove(&pool);
+            }
+        }
+        self.by_stamp.remove(&stamp).map(|(_, warm)| warm)
+    }
+
+    /// Removes the least recently used idle instance of any pool.
+    fn remove_oldest(&mut self) -> Option<Warm<S>> {
+        let (&stamp, &(pool, _)) = self.by_stamp.first_key_value()?;
+        self.remove(pool, stamp)
+    }
+}
+
+/// Runtime-wide store of idle warm instances.
+pub(crate) struct WarmBudget<S: 'static> {
+    idle: Mutex<Idle<S>>,
     max_idle: usize,
     reuses: AtomicU64,
+    next_pool: AtomicU64,
 }
 
-impl WarmBudget {
+impl<S> WarmBudget<S> {
     pub(crate) fn new(max_idle: usize) -> Self {
         Self {
+            idle: Mutex::new(Idle {
+                by_stamp: BTreeMap::new(),
+                by_pool: HashMap::new(),
+                next_stamp: 0,
+            }),
             max_idle,
-            ..Self::default()
+            reuses: AtomicU64::new(0),
+            next_pool: AtomicU64::new(0),
         }
     }
 
-    fn try_acquire(&self) -> bool {
-        self.idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_idle).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    fn release(&self, n: usize) {
-        self.idle.fetch_sub(n, Ordering::AcqRel);
+    fn lock(&self) -> MutexGuard<'_, Idle<S>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn idle(&self) -> usize {
-        self.idle.load(Ordering::Acquire)
+        self.lock().len()
     }
 
     pub(crate) fn reuses(&self) -> u64 {
@@ -101,76 +151,137 @@ impl WarmBudget {
     pub(crate) fn max_idle(&self) -> usize {
         self.max_idle
     }
+
+    /// Drops the instances idle for longer than `max_idle`; answers how many.
+    pub(crate) fn trim(&self, max_idle: Duration) -> usize {
+        let stale: Vec<Warm<S>> = {
+            let mut idle = self.lock();
+            let old: Vec<(u64, u64)> = idle
+                .by_stamp
+                .iter()
+                .take_while(|(_, (_, w))| w.idle_since.elapsed() > max_idle)
+                .map(|(&stamp, &(pool, _))| (pool, stamp))
+                .collect();
+            old.into_iter()
+                .filter_map(|(pool, stamp)| idle.remove(pool, stamp))
+                .collect()
+        };
+        // Dropped outside the lock: giving a slot back resets its memory.
+        stale.len()
+    }
 }
 
-/// The idle warm instances of one function version. Dropping the pool drops them and
-/// returns their slots.
+/// The idle warm instances of one function version (kept in the runtime-wide store of
+/// idle instances). Dropping the pool drops them and returns their slots.
 pub struct WarmPool<S: 'static> {
-    idle: Mutex<Vec<Warm<S>>>,
-    budget: std::sync::Arc<WarmBudget>,
+    id: u64,
+    budget: Arc<WarmBudget<S>>,
 }
 
 impl<S> WarmPool<S> {
-    pub(crate) fn new(budget: std::sync::Arc<WarmBudget>) -> Self {
+    pub(crate) fn new(budget: Arc<WarmBudget<S>>) -> Self {
         Self {
-            idle: Mutex::new(Vec::new()),
+            id: budget.next_pool.fetch_add(1, Ordering::Relaxed),
             budget,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm<S>>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The most recently used idle instance whose memory fits `memory_limit`.
-    pub(crate) fn take(&self, memory_limit: u64) -> Option<Warm<S>> {
-        let mut idle = self.lock();
-        while let Some(warm) = idle.pop() {
-            self.budget.release(1);
-            if warm.store.data().memory_total() <= memory_limit {
-                self.budget.reuses.fetch_add(1, Ordering::Relaxed);
-                return Some(warm);
+    /// The most recently used idle instance of this pool that serves `limits`; idle
+    /// instances made under other limits are dropped.
+    pub(crate) fn take(&self, limits: &Limits) -> Option<Warm<S>> {
+        let mut unfit = Vec::new();
+        let found = {
+            let mut idle = self.budget.lock();
+            loop {
+                let Some(&stamp) = idle.by_pool.get(&self.id).and_then(|s| s.last()) else {
+                    break None;
+                };
+                let warm = idle.remove(self.id, stamp)?;
+                if warm.serves(limits) {
+                    break Some(warm);
+                }
+                unfit.push(warm);
             }
+        };
+        drop(unfit);
+        if found.is_some() {
+            self.budget.reuses.fetch_add(1, Ordering::Relaxed);
         }
-        None
+        found
     }
 
-    /// Keeps `warm` for a later invocation if it may be kept and there is room.
+    /// Keeps `warm` for a later invocation if it may be kept, making room by dropping
+    /// this pool's oldest idle instance (past [`WARM_MAX_IDLE_PER_FUNCTION`]) or the
+    /// runtime's least recently used one (past its bound).
     pub(crate) fn put(&self, warm: Warm<S>) {
         let state = warm.store.data();
-        if !state.reusable() || state.memory_total() > WARM_MAX_MEMORY || warm.uses >= WARM_MAX_USES
+        if !state.reusable()
+            || state.memory_total() > WARM_MAX_MEMORY
+            || warm.uses >= WARM_MAX_USES
+            || self.budget.max_idle == 0
         {
             return;
         }
-        let mut idle = self.lock();
-        if idle.len() < WARM_MAX_IDLE_PER_FUNCTION && self.budget.try_acquire() {
-            idle.push(warm);
+        let mut evicted = Vec::new();
+        {
+            let mut idle = self.budget.lock();
+            let own = idle.by_pool.get(&self.id).map_or(0, Vec::len);
+            if own >= WARM_MAX_IDLE_PER_FUNCTION
+                && let Some(&oldest) = idle.by_pool.get(&self.id).and_then(|s| s.first())
+            {
+                evicted.extend(idle.remove(self.id, oldest));
+            }
+            while idle.len() >= self.budget.max_idle {
+                match idle.remove_oldest() {
+                    Some(warm) => evicted.push(warm),
+                    None => break,
+                }
+            }
+            let stamp = idle.next_stamp;
+            idle.next_stamp += 1;
+            idle.by_stamp.insert(stamp, (self.id, warm));
+            idle.by_pool.entry(self.id).or_default().push(stamp);
         }
+        // Dropped outside the lock: giving a slot back resets its memory.
+        drop(evicted);
     }
 
-    /// Drops the instances idle for longer than `max_idle`; answers how many.
+    /// Drops this pool's instances idle for longer than `max_idle`; answers how many.
     pub fn trim(&self, max_idle: Duration) -> usize {
         let stale: Vec<Warm<S>> = {
-            let mut idle = self.lock();
-            let (stale, fresh) = std::mem::take(&mut *idle)
+            let mut idle = self.budget.lock();
+            let stamps = idle.by_pool.get(&self.id).cloned().unwrap_or_default();
+            let old: Vec<u64> = stamps
                 .into_iter()
-                .partition(|w| w.idle_since.elapsed() > max_idle);
-            *idle = fresh;
-            stale
+                .filter(|s| {
+                    idle.by_stamp
+                        .get(s)
+                        .is_some_and(|(_, w)| w.idle_since.elapsed() > max_idle)
+                })
+                .collect();
+            old.into_iter()
+                .filter_map(|stamp| idle.remove(self.id, stamp))
+                .collect()
         };
-        self.budget.release(stale.len());
         stale.len()
     }
 
     /// How many instances are idle in this pool.
     pub fn idle(&self) -> usize {
-        self.lock().len()
+        self.budget.lock().by_pool.get(&self.id).map_or(0, Vec::len)
     }
 }
 
 impl<S> Drop for WarmPool<S> {
     fn drop(&mut self) {
-        let n = self.lock().len();
-        self.budget.release(n);
+        let mine: Vec<Warm<S>> = {
+            let mut idle = self.budget.lock();
+            let stamps = idle.by_pool.get(&self.id).cloned().unwrap_or_default();
+            stamps
+                .into_iter()
+                .filter_map(|stamp| idle.remove(self.id, stamp))
+                .collect()
+        };
+        drop(mine);
     }
 }

@@ -105,6 +105,7 @@ async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> ApiRe
     if let Some(record) = record {
         state.invoker.forget_gate(&record.id);
     }
+    super::collect_garbage(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

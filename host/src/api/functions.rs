@@ -72,22 +72,24 @@ async fn deploy(
         crate::rhai::check_script(source).map_err(ApiError::bad_request)?;
     }
     let sha256 = picloud_runtime::sha256_hex(&bytes);
-    let compiled = if kind == KIND_RHAI_MODULE {
+    // What is compiled stays out of the garbage collection until its version is recorded.
+    let _deploying = state.invoker.deploying().await;
+    let prepared = if kind == KIND_RHAI_MODULE {
         None
     } else {
-        let compiled = state.invoker.prepare(&app, kind, bytes.clone()).await;
-        Some(compiled.map_err(|e| ApiError::bad_request(e.to_string()))?)
+        let prepared = state.invoker.prepare(kind, bytes.clone()).await;
+        Some(prepared.map_err(|e| ApiError::bad_request(e.to_string()))?)
     };
     let version = state
         .db
         .deploy_function(&app.id, &name, kind, &sha256, &bytes)
         .await?;
     state.invoker.invalidate_app(&app.name);
-    if let Some(compiled) = compiled {
+    if let Some(prepared) = prepared {
         // The first request finds the new version ready instead of loading it again.
         state
             .invoker
-            .install(&app.name, &name, kind, version.version, compiled);
+            .install(&app.name, &name, kind, version.version, prepared);
     }
     tracing::info!(app = %app.name, function = %name, kind, version = version.version, sha256 = %version.sha256, "deployed");
     Ok((
@@ -150,6 +152,7 @@ async fn remove(
         )));
     }
     state.invoker.invalidate_app(&app.name);
+    super::collect_garbage(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

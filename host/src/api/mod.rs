@@ -76,3 +76,11 @@ pub async fn existing_app(state: &AppState, name: &str) -> ApiResult<Arc<AppEntr
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no app called {name:?}")))
 }
+
+/// Removes compiled code that deleted functions left behind. A failure only leaves files
+/// on disk (the next collection retries), so it is logged rather than answered.
+async fn collect_garbage(state: &AppState) {
+    if let Err(e) = state.invoker.collect_garbage().await {
+        tracing::warn!(error = %e, "collecting unused compiled code failed");
+    }
+}

@@ -56,17 +56,22 @@ impl HostSdk {
         Self::build(db, app_id, Some(deadline), None)
     }
 
-    /// Services for app `app_id` that can also hand a Rhai function its own source
-    /// (for the deploy-time initialisation of the Rhai shim).
-    pub fn with_script(db: &Db, app_id: &str, main: Option<std::sync::Arc<str>>) -> Self {
-        Self::build(db, app_id, None, main)
+    /// Services for one invocation of a Rhai function of app `app_id`, which also hand
+    /// the Rhai shim the function's `script` (and end at `deadline`, when given).
+    pub fn with_script(
+        db: &Db,
+        app_id: &str,
+        deadline: Option<tokio::time::Instant>,
+        script: script::Script,
+    ) -> Self {
+        Self::build(db, app_id, deadline, Some(script))
     }
 
     fn build(
         db: &Db,
         app_id: &str,
         deadline: Option<tokio::time::Instant>,
-        main: Option<std::sync::Arc<str>>,
+        script: Option<script::Script>,
     ) -> Self {
         let scoped = db.for_app(app_id, deadline);
         let db = &scoped;
@@ -76,7 +81,7 @@ impl HostSdk {
             docs: docs::DocsService::new(db.clone(), app_id.clone()),
             files: files::FilesService::new(db.clone(), app_id.clone()),
             secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
-            script: script::ScriptService::new(db.clone(), app_id, main),
+            script: script::ScriptService::new(db.clone(), app_id, script),
             unavailable: Unavailable,
         }
     }

@@ -185,6 +185,16 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The sha256 of every artifact of `kind` that a version of a function still refers
+    /// to (active or not: a rollback may activate any version).
+    pub async fn live_artifacts(&self, kind: &str) -> StorageResult<Vec<String>> {
+        let rows = sqlx::query("SELECT DISTINCT sha256 FROM function_versions WHERE kind = $1")
+            .bind(kind)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("sha256")?)).collect()
+    }
+
     /// The bytes of an artifact.
     pub async fn artifact(&self, sha256: &str) -> StorageResult<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT bytes FROM artifacts WHERE sha256 = $1")

@@ -6,6 +6,7 @@
 
 use crate::support::{Backend, TestDb};
 use picloud::services::HostSdk;
+use picloud::services::script::Script;
 use picloud_rhai_shim::{
     Document, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, RuntimeInfo, SdkError,
     SdkResult,
@@ -382,14 +383,22 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             trigger: "http".into(),
             ..Invocation::default()
         };
-        let sdk = HostSdk::with_script(&db, &shim_app.id, Some(Arc::from(case.source.as_str())));
+        let script = Script {
+            source: Arc::from(case.source.as_str()),
+            limits: Limits::default(),
+        };
+        let sdk = HostSdk::with_script(&db, &shim_app.id, None, script);
         let outcome = runtime
             .invoke(&shim, invocation, request, Limits::default(), sdk)
             .await;
         let in_sandbox: Answered = match outcome.result {
             Ok(r) => Ok((r.status, r.headers, mask_ids(r.body))),
-            Err(RunError::Failed(message)) => Err(message
-                .strip_prefix("the function returned an error: internal: ")
+            // A script's failure is `invalid`, a broken Rhai limit `limit`.
+            Err(RunError::Failed(message)) => Err(["invalid: ", "limit: "]
+                .iter()
+                .find_map(|kind| {
+                    message.strip_prefix(&format!("the function returned an error: {kind}"))
+                })
                 .unwrap_or(&message)
                 .to_owned()),
             Err(other) => Err(format!("sandbox error: {other}")),

@@ -5,6 +5,7 @@ mod conformance;
 mod data;
 mod hostile;
 mod rhai;
+mod rhai_shared;
 mod secrets;
 mod server;
 mod storage;
