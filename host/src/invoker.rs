@@ -4,15 +4,18 @@ use crate::admission::{Gates, Load, Refusal, Ticket};
 use crate::dataplane::{CookieScope, INVOCATION_ID_HEADER};
 use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
+use crate::outbound::Outbound;
 use crate::quota::FuelQuotas;
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
+use crate::services::http::{CallLog, HttpService};
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
 use crate::storage::{Db, InvocationRecord};
 use axum::http::{HeaderValue, StatusCode};
 use picloud_runtime::{
-    CompileError, Compiled, Invocation, Limits, Outcome, Request, Runtime, WarmPool, sha256_hex,
+    CompileError, Compiled, Invocation, Limits, LogLine, Outcome, Request, Runtime, WarmPool,
+    sha256_hex,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,6 +87,16 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Adds the lines of the invocation's outbound calls to its log, in time order (a
+/// stable sort: lines of the same millisecond keep the guest's first).
+fn merge_call_lines(logs: &mut Vec<LogLine>, calls: &CallLog) {
+    let lines = std::mem::take(&mut *lock(calls));
+    if !lines.is_empty() {
+        logs.extend(lines);
+        logs.sort_by_key(|line| line.at_ms);
+    }
+}
+
 /// An app as the data plane needs it: identity, resolved limits and routes.
 pub struct AppEntry {
     /// Internal id.
@@ -94,6 +107,8 @@ pub struct AppEntry {
     pub limits: Limits,
     /// Route table.
     pub routes: RouteTable,
+    /// The hosts the app's outbound http may reach, when an operator restricted them.
+    pub outbound_hosts: Option<Arc<[String]>>,
 }
 
 /// The active version of a function, compiled.
@@ -136,6 +151,8 @@ pub struct Invoker {
     quotas: Arc<FuelQuotas>,
     /// Shares guest CPU fairly between apps; `None` leaves it to tokio.
     cpu: Option<Arc<CpuScheduler>>,
+    /// Outbound http of guests; `None`: their http calls answer `unavailable`.
+    outbound: Option<Arc<Outbound>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -165,7 +182,14 @@ impl Invoker {
             capacity: Slots::new(runtime.max_instances()),
             cpu: (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots))),
             runtime,
+            outbound: None,
         }
+    }
+
+    /// This invoker with guests' outbound http served by `outbound`.
+    pub fn with_outbound(mut self, outbound: Arc<Outbound>) -> Self {
+        self.outbound = Some(outbound);
+        self
     }
 
     /// The runtime.
@@ -251,7 +275,9 @@ impl Invoker {
             return Ok(None);
         };
         let routes = self.db.list_routes(&app.id).await?;
+        let outbound_hosts = self.db.app_outbound_hosts(&app.id).await?;
         let entry = Arc::new(AppEntry {
+            outbound_hosts: outbound_hosts.map(Into::into),
             limits: self.defaults.with(&app.limits),
             routes: RouteTable::build(&routes),
             id: app.id,
@@ -447,7 +473,16 @@ impl Invoker {
             event: request.event.clone(),
         };
         let deadline = tokio::time::Instant::now() + app.limits.timeout();
-        let sdk = HostSdk::with_deadline(&self.db, &app.id, deadline);
+        let calls = CallLog::default();
+        let mut sdk = HostSdk::with_deadline(&self.db, &app.id, deadline);
+        if let Some(outbound) = &self.outbound {
+            sdk = sdk.with_http(HttpService::new(
+                outbound.clone(),
+                app.outbound_hosts.clone(),
+                Some(deadline),
+                calls.clone(),
+            ));
+        }
         let run = self.runtime.invoke_warm(
             &function.compiled,
             function.warm.as_ref(),
@@ -469,6 +504,7 @@ impl Invoker {
         } = outcome;
         self.quotas
             .used(&app.id, app.limits.daily_fuel, started_at, fuel_used);
+        merge_call_lines(&mut logs, &calls);
         // The answer is settled before it is recorded, so the record is what the
         // client saw.
         let result = match result {

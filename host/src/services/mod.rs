@@ -8,6 +8,7 @@
 
 pub mod docs;
 pub mod files;
+pub mod http;
 pub mod kv;
 pub mod script;
 
@@ -19,6 +20,7 @@ pub struct HostSdk {
     kv: kv::KvService,
     docs: docs::DocsService,
     files: files::FilesService,
+    http: http::HttpService,
     script: script::ScriptService,
     unavailable: Unavailable,
 }
@@ -41,6 +43,13 @@ impl HostSdk {
         Self::build(db, app_id, None, main)
     }
 
+    /// These services with outbound HTTP served by `http` (without, every http call
+    /// answers `unavailable`).
+    pub fn with_http(mut self, http: http::HttpService) -> Self {
+        self.http = http;
+        self
+    }
+
     fn build(
         db: &Db,
         app_id: &str,
@@ -54,6 +63,7 @@ impl HostSdk {
             kv: kv::KvService::new(db.clone(), app_id.clone()),
             docs: docs::DocsService::new(db.clone(), app_id.clone()),
             files: files::FilesService::new(db.clone(), app_id.clone()),
+            http: http::HttpService::unavailable(),
             script: script::ScriptService::new(db.clone(), app_id, main),
             unavailable: Unavailable,
         }
@@ -64,7 +74,7 @@ impl Sdk for HostSdk {
     type Kv = kv::KvService;
     type Docs = docs::DocsService;
     type Files = files::FilesService;
-    type Http = Unavailable;
+    type Http = http::HttpService;
     type Email = Unavailable;
     type Secrets = Unavailable;
     type Users = Unavailable;
@@ -81,8 +91,8 @@ impl Sdk for HostSdk {
     fn files(&mut self) -> &mut files::FilesService {
         &mut self.files
     }
-    fn http(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn http(&mut self) -> &mut http::HttpService {
+        &mut self.http
     }
     fn email(&mut self) -> &mut Unavailable {
         &mut self.unavailable
