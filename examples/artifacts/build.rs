@@ -7,6 +7,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("KV_COUNTER", "example-kv-counter", "example_kv_counter"),
     ("NOTES", "example-notes", "example_notes"),
     ("KV_LOOP", "example-kv-loop", "example_kv_loop"),
+    ("HTTP_FETCH", "example-http-fetch", "example_http_fetch"),
 ];
 
 fn main() {
@@ -22,6 +23,7 @@ fn main() {
             "examples/kv-counter",
             "examples/notes",
             "examples/kv-loop",
+            "examples/http-fetch",
         ],
     );
     let mut consts = String::new();

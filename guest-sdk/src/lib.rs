@@ -1,7 +1,7 @@
 //! Write PiCloud functions in Rust.
 //!
 //! Scope: the `picloud:sdk/function` world — a handler entry point, typed request and
-//! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`], [`log`], [`runtime`]; the
+//! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`], [`http`], [`log`], [`runtime`]; the
 //! raw bindings of every other interface are in [`wit`]).
 //!
 //! Lifecycle: PiCloud instantiates your component fresh for every invocation and calls
@@ -41,6 +41,7 @@ pub use request::{Request, Response};
 
 pub mod docs;
 pub mod files;
+pub mod http;
 pub mod kv;
 pub mod log;
 pub mod runtime;

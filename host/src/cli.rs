@@ -90,6 +90,18 @@ enum Command {
     /// Set, list and delete an app's encrypted secrets.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// Show or set the hosts an app's outbound http may reach (operators only).
+    Outbound {
+        /// App name.
+        app: String,
+        /// Restrict the app to these hosts (repeatable; `*.example.com` allows its
+        /// subdomains). Replaces the current list.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
+        /// Remove the restriction: any host the SSRF guard lets through.
+        #[arg(long, conflicts_with = "allow_hosts")]
+        any_host: bool,
+    },
     /// An app's invocations, errors, fuel and wall time per UTC day.
     Usage {
         /// App name.
@@ -344,6 +356,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "fuel {}  timeout_ms {}  memory_bytes {}  daily_fuel {daily}",
                     limits["fuel"], limits["timeout_ms"], limits["memory_bytes"]
                 )
+            });
+        }
+        Command::Outbound {
+            app,
+            allow_hosts,
+            any_host,
+        } => {
+            let path = format!("/apps/{app}/outbound");
+            let settings = if any_host {
+                let body = json!({ "allow_hosts": null });
+                client.send(reqwest::Method::PUT, &path, Some(body)).await?
+            } else if !allow_hosts.is_empty() {
+                let body = json!({ "allow_hosts": allow_hosts });
+                client.send(reqwest::Method::PUT, &path, Some(body)).await?
+            } else {
+                client.send(reqwest::Method::GET, &path, None).await?
+            };
+            print(json, &settings, || {
+                match settings["allow_hosts"].as_array() {
+                    None => format!("{app} may reach any host the SSRF guard lets through"),
+                    Some(hosts) => {
+                        let hosts: Vec<&str> = hosts.iter().filter_map(|h| h.as_str()).collect();
+                        format!("{app} may reach only: {}", hosts.join(", "))
+                    }
+                }
             });
         }
         Command::Usage { app, days } => {

@@ -4,15 +4,18 @@ use crate::admission::{Gates, Load, Refusal, Ticket};
 use crate::dataplane::{CookieScope, INVOCATION_ID_HEADER};
 use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
+use crate::outbound::Outbound;
 use crate::quota::FuelQuotas;
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
+use crate::services::http::{CallLog, HttpService};
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE, Script};
 use crate::storage::{Db, InvocationRecord};
 use axum::http::{HeaderValue, StatusCode};
 use picloud_runtime::{
-    Collected, CompileError, Compiled, Invocation, Limits, Outcome, Request, Runtime, WarmPool,
+    Collected, CompileError, Compiled, Invocation, Limits, LogLine, Outcome, Request, Runtime,
+    WarmPool,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,6 +87,16 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// Adds the lines of the invocation's outbound calls to its log, in time order (a
+/// stable sort: lines of the same millisecond keep the guest's first).
+fn merge_call_lines(logs: &mut Vec<LogLine>, calls: &CallLog) {
+    let lines = std::mem::take(&mut *lock(calls));
+    if !lines.is_empty() {
+        logs.extend(lines);
+        logs.sort_by_key(|line| line.at_ms);
+    }
+}
+
 /// An app as the data plane needs it: identity, resolved limits and routes.
 pub struct AppEntry {
     /// Internal id.
@@ -94,6 +107,8 @@ pub struct AppEntry {
     pub limits: Limits,
     /// Route table.
     pub routes: RouteTable,
+    /// The hosts the app's outbound http may reach, when an operator restricted them.
+    pub outbound_hosts: Option<Arc<[String]>>,
 }
 
 /// A deployable ready to run: compiled, with its script when it is a Rhai function.
@@ -152,6 +167,8 @@ pub struct Invoker {
     /// (exclusively) by the garbage collection of compiled code, which would otherwise
     /// remove code compiled for a version not recorded yet.
     compiling: RwLock<()>,
+    /// Outbound http of guests; `None`: their http calls answer `unavailable`.
+    outbound: Option<Arc<Outbound>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,7 +200,14 @@ impl Invoker {
             runtime,
             rhai_shim: OnceCell::new(),
             compiling: RwLock::new(()),
+            outbound: None,
         }
+    }
+
+    /// This invoker with guests' outbound http served by `outbound`.
+    pub fn with_outbound(mut self, outbound: Arc<Outbound>) -> Self {
+        self.outbound = Some(outbound);
+        self
     }
 
     /// The runtime.
@@ -283,7 +307,9 @@ impl Invoker {
             return Ok(None);
         };
         let routes = self.db.list_routes(&app.id).await?;
+        let outbound_hosts = self.db.app_outbound_hosts(&app.id).await?;
         let entry = Arc::new(AppEntry {
+            outbound_hosts: outbound_hosts.map(Into::into),
             limits: self.defaults.with(&app.limits),
             routes: RouteTable::build(&routes),
             id: app.id,
@@ -485,7 +511,7 @@ impl Invoker {
             event: request.event.clone(),
         };
         let deadline = tokio::time::Instant::now() + app.limits.timeout();
-        let sdk = match &function.prepared.script {
+        let mut sdk = match &function.prepared.script {
             Some(source) => HostSdk::with_script(
                 &self.db,
                 &app.id,
@@ -497,6 +523,15 @@ impl Invoker {
             ),
             None => HostSdk::with_deadline(&self.db, &app.id, deadline),
         };
+        let calls = CallLog::default();
+        if let Some(outbound) = &self.outbound {
+            sdk = sdk.with_http(HttpService::new(
+                outbound.clone(),
+                app.outbound_hosts.clone(),
+                Some(deadline),
+                calls.clone(),
+            ));
+        }
         let run = self.runtime.invoke_warm(
             &function.prepared.compiled,
             function.warm.as_ref(),
@@ -518,6 +553,7 @@ impl Invoker {
         } = outcome;
         self.quotas
             .used(&app.id, app.limits.daily_fuel, started_at, fuel_used);
+        merge_call_lines(&mut logs, &calls);
         // The answer is settled before it is recorded, so the record is what the
         // client saw.
         let result = match result {

@@ -5,6 +5,7 @@ use crate::api;
 use crate::auth;
 use crate::dataplane;
 use crate::invoker::Invoker;
+use crate::outbound;
 use crate::recorder::Recorder;
 use crate::storage::files::{
     BlobStore, DEFAULT_MAX_APP_BYTES, DEFAULT_MAX_FILE_BYTES, FilesConfig,
@@ -156,6 +157,23 @@ pub struct ServeArgs {
     /// are answered 408.
     #[arg(long, env = "PICLOUD_BODY_READ_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECS)]
     pub body_read_timeout_secs: u64,
+    /// Addresses guests' outbound http may reach although the SSRF guard denies them
+    /// (private services): CIDRs or addresses, repeatable or comma-separated.
+    #[arg(long = "outbound-allow-cidr", env = "PICLOUD_OUTBOUND_ALLOW_CIDRS", value_delimiter = ',', value_parser = outbound::guard::parse_cidr)]
+    pub outbound_allow_cidrs: Vec<ipnet::IpNet>,
+    /// Ports guests' outbound http may connect to, comma-separated.
+    #[arg(long, env = "PICLOUD_OUTBOUND_PORTS", value_delimiter = ',', default_values_t = outbound::DEFAULT_PORTS)]
+    pub outbound_ports: Vec<u16>,
+    /// Longest outbound http call (all redirects and the body), in milliseconds; a call
+    /// never outlives its invocation either.
+    #[arg(long, env = "PICLOUD_OUTBOUND_TIMEOUT_MS", default_value_t = outbound::DEFAULT_TIMEOUT_MS)]
+    pub outbound_timeout_ms: u64,
+    /// Largest outbound http response body, in bytes; a longer one answers `limit`.
+    #[arg(long, env = "PICLOUD_OUTBOUND_MAX_RESPONSE_BYTES", default_value_t = outbound::DEFAULT_MAX_RESPONSE_BYTES)]
+    pub outbound_max_response_bytes: u64,
+    /// Outbound http calls per invocation; more answer `limit`.
+    #[arg(long, env = "PICLOUD_OUTBOUND_MAX_CALLS", default_value_t = outbound::DEFAULT_MAX_CALLS)]
+    pub outbound_max_calls: u32,
 }
 
 impl ServeArgs {
@@ -188,6 +206,22 @@ impl ServeArgs {
             max_instances: DEFAULT_MAX_INSTANCES,
             cpu_slots: None,
             clock: crate::quota::Clock::default(),
+            outbound_allow_cidrs: Vec::new(),
+            outbound_ports: outbound::DEFAULT_PORTS.to_vec(),
+            outbound_timeout_ms: outbound::DEFAULT_TIMEOUT_MS,
+            outbound_max_response_bytes: outbound::DEFAULT_MAX_RESPONSE_BYTES,
+            outbound_max_calls: outbound::DEFAULT_MAX_CALLS,
+        }
+    }
+
+    /// The settings of guests' outbound http.
+    pub fn outbound(&self) -> outbound::OutboundConfig {
+        outbound::OutboundConfig {
+            allow_cidrs: self.outbound_allow_cidrs.clone(),
+            ports: self.outbound_ports.clone(),
+            max_response_bytes: self.outbound_max_response_bytes,
+            max_timeout: Duration::from_millis(self.outbound_timeout_ms),
+            max_calls: self.outbound_max_calls,
         }
     }
 
@@ -298,7 +332,8 @@ impl Server {
             gates,
             args.cpu_slots.unwrap_or(cores),
             quotas,
-        );
+        )
+        .with_outbound(Arc::new(outbound::Outbound::new(args.outbound())?));
         let state = AppState {
             db: db.clone(),
             invoker: Arc::new(invoker),

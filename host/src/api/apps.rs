@@ -1,4 +1,4 @@
-//! `/apps`: create, list, get, delete, limits.
+//! `/apps`: create, list, get, delete, limits, outbound http allow-list.
 
 use super::check_app_name;
 use crate::error::{ApiError, ApiResult};
@@ -16,6 +16,62 @@ pub fn router() -> Router<AppState> {
         .route("/apps", get(list).post(create))
         .route("/apps/{app}", get(show).delete(remove))
         .route("/apps/{app}/limits", put(set_limits))
+        .route("/apps/{app}/outbound", get(show_outbound).put(set_outbound))
+}
+
+/// Most entries of an app's outbound allow-list.
+pub const MAX_OUTBOUND_HOSTS: usize = 100;
+
+/// An app's outbound http settings: `allow_hosts` null lets it reach any host the SSRF
+/// guard lets through; a list restricts it to those hosts (`api.example.com`,
+/// `*.example.com` for its subdomains, or an address).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboundSettings {
+    allow_hosts: Option<Vec<String>>,
+}
+
+async fn show_outbound(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<OutboundSettings>> {
+    let entry = super::existing_app(&state, &app).await?;
+    Ok(Json(OutboundSettings {
+        allow_hosts: state.db.app_outbound_hosts(&entry.id).await?,
+    }))
+}
+
+async fn set_outbound(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Json(settings): Json<OutboundSettings>,
+) -> ApiResult<Json<OutboundSettings>> {
+    let entry = super::existing_app(&state, &app).await?;
+    let hosts = match settings.allow_hosts {
+        None => None,
+        Some(hosts) if hosts.len() > MAX_OUTBOUND_HOSTS => {
+            return Err(ApiError::bad_request(format!(
+                "allow_hosts has {} entries; at most {MAX_OUTBOUND_HOSTS}",
+                hosts.len()
+            )));
+        }
+        Some(hosts) => {
+            let mut normalized = hosts
+                .iter()
+                .map(|h| crate::outbound::normalize_host_pattern(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ApiError::bad_request)?;
+            normalized.sort();
+            normalized.dedup();
+            Some(normalized)
+        }
+    };
+    state
+        .db
+        .set_app_outbound_hosts(&entry.id, hosts.as_deref())
+        .await?;
+    state.invoker.invalidate_settings(&app);
+    Ok(Json(OutboundSettings { allow_hosts: hosts }))
 }
 
 #[derive(serde::Deserialize)]

@@ -27,6 +27,7 @@
 pub mod common;
 pub mod docs;
 pub mod files;
+pub mod http;
 pub mod kv;
 pub mod script;
 pub mod secrets;
@@ -39,6 +40,7 @@ pub struct HostSdk {
     kv: kv::KvService,
     docs: docs::DocsService,
     files: files::FilesService,
+    http: http::HttpService,
     secrets: secrets::SecretsService,
     script: script::ScriptService,
     unavailable: Unavailable,
@@ -67,6 +69,13 @@ impl HostSdk {
         Self::build(db, app_id, deadline, Some(script))
     }
 
+    /// These services with outbound HTTP served by `http` (without, every http call
+    /// answers `unavailable`).
+    pub fn with_http(mut self, http: http::HttpService) -> Self {
+        self.http = http;
+        self
+    }
+
     fn build(
         db: &Db,
         app_id: &str,
@@ -80,6 +89,7 @@ impl HostSdk {
             kv: kv::KvService::new(db.clone(), app_id.clone()),
             docs: docs::DocsService::new(db.clone(), app_id.clone()),
             files: files::FilesService::new(db.clone(), app_id.clone()),
+            http: http::HttpService::unavailable(),
             secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
             script: script::ScriptService::new(db.clone(), app_id, script),
             unavailable: Unavailable,
@@ -91,7 +101,7 @@ impl Sdk for HostSdk {
     type Kv = kv::KvService;
     type Docs = docs::DocsService;
     type Files = files::FilesService;
-    type Http = Unavailable;
+    type Http = http::HttpService;
     type Email = Unavailable;
     type Secrets = secrets::SecretsService;
     type Users = Unavailable;
@@ -108,8 +118,8 @@ impl Sdk for HostSdk {
     fn files(&mut self) -> &mut files::FilesService {
         &mut self.files
     }
-    fn http(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn http(&mut self) -> &mut http::HttpService {
+        &mut self.http
     }
     fn email(&mut self) -> &mut Unavailable {
         &mut self.unavailable

@@ -13,6 +13,7 @@ pub mod files;
 mod functions;
 mod invocations;
 pub mod kv;
+mod outbound;
 mod routes;
 pub mod secrets;
 mod tokens;

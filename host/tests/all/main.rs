@@ -4,6 +4,7 @@ mod cli;
 mod conformance;
 mod data;
 mod hostile;
+mod outbound;
 mod rhai;
 mod rhai_shared;
 mod secrets;
