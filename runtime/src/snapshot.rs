@@ -58,7 +58,9 @@ impl<S: Sdk> Runtime<S> {
         let (context, instrumented) = wizer.instrument_component(base).map_err(|e| {
             CompileError::Invalid(format!("cannot instrument the component: {e:#}"))
         })?;
-        let component = self.component(&instrumented)?;
+        // Run once and dropped: compiled in memory only, never into the disk cache.
+        let component = wasmtime::component::Component::new(&self.engine, &instrumented)
+            .map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
         let invocation = Invocation {
             trigger: "deploy".into(),
             ..Invocation::default()

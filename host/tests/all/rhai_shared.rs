@@ -40,7 +40,7 @@ async fn warm_reuses(server: &TestServer) -> u64 {
 const SAME_SOURCE: &str = r#"
 import "m" as m;
 fn label() { "same" }
-#{ app: ctx.app, module: m::WHO, tagged: m::tag(label()), kv: kv::get("c", "k") }
+#{ app: ctx.app, imported: m::WHO, tagged: m::tag(label()), kv: kv::get("c", "k") }
 "#;
 
 /// Each app's own script: same names, different definitions.
@@ -51,7 +51,7 @@ fn own_source(app: &str) -> String {
         fn whoami() {{ "{app}" }}
         let seen = [];
         seen.push(MINE);
-        #{{ mine: MINE, fn: whoami(), seen: seen }}
+        #{{ mine: MINE, named: whoami(), seen: seen }}
         "#
     )
 }
@@ -81,8 +81,8 @@ async fn scripts_of_two_apps_see_only_their_own_globals_modules_and_data_warm_an
     }
     let expected = |app: &str| {
         (
-            json!({ "app": app, "module": app, "tagged": format!("same@{app}"), "kv": format!("kv of {app}") }),
-            json!({ "mine": app, "fn": app, "seen": [app] }),
+            json!({ "app": app, "imported": app, "tagged": format!("same@{app}"), "kv": format!("kv of {app}") }),
+            json!({ "mine": app, "named": app, "seen": [app] }),
         )
     };
 
