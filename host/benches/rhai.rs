@@ -228,13 +228,18 @@ async fn start_native() -> String {
 // ---------------------------------------------------------------------------------------
 // Talking to the servers.
 
-/// Starts PiCloud's server in-process on the current runtime with `warm_instances`;
-/// answers its base URL.
-async fn start_picloud(dir: &std::path::Path, warm_instances: u32) -> String {
+/// Starts PiCloud's server in-process on the current runtime with `warm_instances` and
+/// `cpu_slots` (`Some(0)`: the fair scheduler off); answers its base URL.
+async fn start_picloud(
+    dir: &std::path::Path,
+    warm_instances: u32,
+    cpu_slots: Option<usize>,
+) -> String {
     support::start_server(ServeArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: Some(TOKEN.into()),
         warm_instances,
+        cpu_slots,
         ..ServeArgs::with_data_dir(dir.to_owned())
     })
     .await
@@ -332,15 +337,19 @@ fn bench_rhai(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
 
     let fresh_dir = tempfile::tempdir().expect("temp dir");
-    let (base, fresh_base, native, http) = tokio.block_on(async {
+    let unfair_dir = tempfile::tempdir().expect("temp dir");
+    let (base, fresh_base, unfair_base, native, http) = tokio.block_on(async {
         // The shipped configuration (warm instances for Rhai functions), and the same
         // server with warm reuse off: a fresh instance from the snapshot per request.
-        let base = start_picloud(dir.path(), DEFAULT_MAX_WARM_INSTANCES).await;
-        let fresh_base = start_picloud(fresh_dir.path(), 0).await;
+        let base = start_picloud(dir.path(), DEFAULT_MAX_WARM_INSTANCES, None).await;
+        let fresh_base = start_picloud(fresh_dir.path(), 0, None).await;
+        // As shipped but with the fair CPU scheduler off: its cost on a lone app.
+        let unfair_base =
+            start_picloud(unfair_dir.path(), DEFAULT_MAX_WARM_INSTANCES, Some(0)).await;
         let native = start_native().await;
 
         let http = reqwest::Client::new();
-        for base in [&base, &fresh_base] {
+        for base in [&base, &fresh_base, &unfair_base] {
             admin(
                 &http,
                 base,
@@ -356,13 +365,15 @@ fn bench_rhai(c: &mut Criterion) {
             deploy(&http, base, "empty", EMPTY_SCRIPT).await;
             route(&http, base, "/empty", "empty").await;
         }
-        (base, fresh_base, native, http)
+        (base, fresh_base, unfair_base, native, http)
     });
 
     // Check the answers once, so the numbers are for requests that work, and the same.
     let item_picloud = format!("{base}/fn/bench/items/42?name=bench&page=3");
     let item_native = format!("{native}/items/42?name=bench&page=3");
     let item_fresh = format!("{fresh_base}/fn/bench/items/42?name=bench&page=3");
+    let item_unfair = format!("{unfair_base}/fn/bench/items/42?name=bench&page=3");
+    let fib_unfair = format!("{unfair_base}/fn/bench/fib");
     let empty_picloud = format!("{base}/fn/bench/empty");
     let empty_native = format!("{native}/empty");
     let fib_picloud = format!("{base}/fn/bench/fib");
@@ -389,6 +400,7 @@ fn bench_rhai(c: &mut Criterion) {
     for (name, url) in [
         ("picloud", &item_picloud),
         ("picloud_no_warm", &item_fresh),
+        ("picloud_cpu_slots_0", &item_unfair),
         ("native_axum", &item_native),
     ] {
         let (http, url) = (&http, url.as_str());
@@ -402,14 +414,18 @@ fn bench_rhai(c: &mut Criterion) {
     // (a) requests/second with CONCURRENCY clients, alternating the servers.
     tokio.block_on(async {
         let (mut picloud, mut fresh, mut native) = (Vec::new(), Vec::new(), Vec::new());
+        let mut unfair = Vec::new();
         rps(&http, &item_picloud, RPS_REQUESTS / 4).await;
         rps(&http, &item_fresh, RPS_REQUESTS / 4).await;
+        rps(&http, &item_unfair, RPS_REQUESTS / 4).await;
         rps(&http, &item_native, RPS_REQUESTS / 4).await;
         for _ in 0..RPS_ROUNDS {
             picloud.push(rps(&http, &item_picloud, RPS_REQUESTS).await);
             fresh.push(rps(&http, &item_fresh, RPS_REQUESTS).await);
+            unfair.push(rps(&http, &item_unfair, RPS_REQUESTS).await);
             native.push(rps(&http, &item_native, RPS_REQUESTS).await);
         }
+        let u = median(&mut unfair);
         println!(
             "rhai_http rps ({CONCURRENCY} concurrent clients, {RPS_REQUESTS} requests x {RPS_ROUNDS} rounds): \
              picloud {picloud:.0?}, picloud_no_warm {fresh:.0?}, native_axum {native:.0?}"
@@ -421,6 +437,11 @@ fn bench_rhai(c: &mut Criterion) {
              picloud_no_warm/native = {:.3}",
             p / n,
             f / n
+        );
+        println!(
+            "rhai_http rps median, fair scheduler on vs off (cpu_slots 0): {p:.0} vs {u:.0} req/s; \
+             on/off = {:.3} (goal >= 0.95)",
+            p / u
         );
 
         // The same for the empty script: the ratio of the per-invocation overhead alone.
@@ -455,6 +476,7 @@ fn bench_rhai(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     for (name, url) in [
         ("shim_via_http", &fib_picloud),
+        ("shim_via_http_cpu_slots_0", &fib_unfair),
         ("native_axum", &fib_native),
     ] {
         let (http, url) = (&http, url.as_str());
