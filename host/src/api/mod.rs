@@ -2,6 +2,7 @@
 
 mod apps;
 mod data;
+mod email;
 mod functions;
 mod invocations;
 mod routes;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(invocations::router())
         .merge(data::router())
         .merge(secrets::router())
+        .merge(email::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,
