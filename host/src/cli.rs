@@ -928,6 +928,11 @@ struct Client {
 }
 
 impl Client {
+    /// The server URL the commands talk to.
+    fn base_url(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
     fn new(url: String, token: Option<String>) -> anyhow::Result<Self> {
         let token = token.or_else(|| {
             std::fs::read_to_string(

@@ -344,6 +344,21 @@ mod tests {
     }
 
     #[test]
+    fn a_value_of_one_kind_does_not_open_as_another() {
+        let keys = Keys::new(MasterKey::generate().0, None);
+        let sealed = keys.seal_as(Kind::InboundEmailKey, "app-1", "support", b"k");
+        assert_eq!(
+            keys.open_as(Kind::InboundEmailKey, "app-1", "support", &sealed)
+                .unwrap(),
+            b"k"
+        );
+        assert_eq!(
+            keys.open("app-1", "support", &sealed),
+            Err(OpenError::Tampered)
+        );
+    }
+
+    #[test]
     fn a_flipped_bit_is_detected() {
         let keys = Keys::new(MasterKey::generate().0, None);
         let sealed = keys.seal("a", "n", b"value");

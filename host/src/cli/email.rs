@@ -1,4 +1,5 @@
-//! `picloud email`: an app's From address and today's sends.
+//! `picloud email`: an app's From address and today's sends; its inbound email
+//! triggers.
 
 use super::{Client, print};
 use clap::Subcommand;
@@ -22,6 +23,26 @@ pub(super) enum EmailCommand {
         /// Remove the app's own address: its email goes out from --email-from.
         #[arg(long, conflicts_with = "address")]
         server_default: bool,
+    },
+    /// Create an inbound email trigger: prints its webhook URL and its signing secret,
+    /// which is shown this once.
+    AddTrigger {
+        /// App name.
+        app: String,
+        /// Trigger name (A-Z a-z 0-9 _ - .).
+        name: String,
+    },
+    /// List an app's inbound email triggers (names, never their secrets).
+    Triggers {
+        /// App name.
+        app: String,
+    },
+    /// Delete an inbound email trigger.
+    DeleteTrigger {
+        /// App name.
+        app: String,
+        /// Trigger name.
+        name: String,
     },
 }
 
@@ -66,6 +87,59 @@ pub(super) async fn run(client: &Client, json: bool, command: EmailCommand) -> a
                 )
                 .await?;
             print(json, &settings, || describe(&app, &settings));
+        }
+        EmailCommand::AddTrigger { app, name } => {
+            let created = client
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/apps/{app}/email/triggers"),
+                    Some(json!({ "name": name })),
+                )
+                .await?;
+            print(json, &created, || {
+                format!(
+                    "inbound email trigger {name} of {app}\n  POST {}{}\n  signing secret \
+                     (shown once): {}\n  sign each body: X-PiCloud-Signature: \
+                     sha256=<hex of HMAC-SHA256(secret, body)>",
+                    client.base_url(),
+                    created["url"].as_str().unwrap_or(""),
+                    created["secret"].as_str().unwrap_or("")
+                )
+            });
+        }
+        EmailCommand::Triggers { app } => {
+            let list = client
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/apps/{app}/email/triggers"),
+                    None,
+                )
+                .await?;
+            print(json, &list, || {
+                let names: Vec<&str> = list
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t["name"].as_str())
+                    .collect();
+                if names.is_empty() {
+                    format!("app {app} has no inbound email triggers")
+                } else {
+                    names.join("\n")
+                }
+            });
+        }
+        EmailCommand::DeleteTrigger { app, name } => {
+            client
+                .send(
+                    reqwest::Method::DELETE,
+                    &format!("/apps/{app}/email/triggers/{name}"),
+                    None,
+                )
+                .await?;
+            print(json, &json!({ "deleted": name }), || {
+                format!("deleted inbound email trigger {name}")
+            });
         }
     }
     Ok(())

@@ -522,3 +522,363 @@ async fn a_component_sends_through_the_sdk_with_the_same_checks() {
     assert_eq!(received[0]["parts"][1]["text"], "<p>rich</p>");
     server.stop().await;
 }
+
+/// `sha256=<hex of HMAC-SHA256(secret, body)>`, as a provider's relay signs.
+fn sign(secret: &str, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Posts `body` to the webhook of `app/trigger` with `signature` (none: no header).
+async fn post_inbound(
+    server: &TestServer,
+    app: &str,
+    trigger: &str,
+    body: &[u8],
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let mut request = server
+        .http
+        .post(format!(
+            "{}/api/v1/email-inbound/{app}/{trigger}",
+            server.url
+        ))
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("X-PiCloud-Signature", signature);
+    }
+    request.send().await.unwrap()
+}
+
+/// The inbound email events of `app`'s outbox, oldest first.
+async fn inbound_events(server: &TestServer, app: &str) -> Vec<Value> {
+    let changes = server
+        .admin(Method::GET, &format!("/apps/{app}/changes"), None)
+        .await;
+    changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["source"] == "email")
+        .cloned()
+        .collect()
+}
+
+async fn inbound_webhook(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(args(dir.path(), Some(&db), None)).await;
+    for app in ["shop", "other"] {
+        server.create_app(app).await;
+    }
+    let created = server
+        .admin(
+            Method::POST,
+            "/apps/shop/email/triggers",
+            Some(json!({ "name": "support" })),
+        )
+        .await;
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    assert_eq!(secret.len(), 64, "{created}");
+    assert_eq!(created["url"], "/api/v1/email-inbound/shop/support");
+    for (body, status) in [
+        (json!({ "name": "support" }), 409),
+        (json!({ "name": "a/b" }), 400),
+    ] {
+        let response = server
+            .api(Method::POST, "/apps/shop/email/triggers")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{body}");
+    }
+    let listed = server
+        .admin(Method::GET, "/apps/shop/email/triggers", None)
+        .await;
+    assert_eq!(listed[0]["name"], "support");
+    assert!(!listed.to_string().contains(&secret), "{listed}");
+
+    // A good signature: 202, and the event is in the outbox in the seed's shape.
+    let message = json!({
+        "from": "Ada <ada@example.com>",
+        "to": "support@shop.test",
+        "cc": ["boss@shop.test"],
+        "subject": "Order 42?",
+        "text": "Where is it?",
+        "html": "<p>Where is it?</p>",
+        "message_id": "<m-42@example.com>",
+        "received_at": "2026-03-01T10:00:00+01:00"
+    });
+    let body = serde_json::to_vec(&message).unwrap();
+    let response = post_inbound(
+        &server,
+        "shop",
+        "support",
+        &body,
+        Some(&sign(&secret, &body)),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["accepted_at"], "2026-03-01T09:00:00.000Z");
+    let events = inbound_events(&server, "shop").await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(
+        (
+            &events[0]["op"],
+            &events[0]["collection"],
+            &events[0]["key"]
+        ),
+        (
+            &json!("receive"),
+            &json!("support"),
+            &json!("<m-42@example.com>")
+        )
+    );
+    let event: Value = serde_json::from_str(events[0]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        event,
+        json!({
+            "from": "Ada <ada@example.com>",
+            "to": ["support@shop.test"],
+            "cc": ["boss@shop.test"],
+            "subject": "Order 42?",
+            "text": "Where is it?",
+            "html": "<p>Where is it?</p>",
+            "received_at": "2026-03-01T09:00:00.000Z",
+            "message_id": "<m-42@example.com>"
+        })
+    );
+    // Without received_at or message_id: stamped on arrival, null id.
+    let minimal = br#"{"from": "a@example.com", "to": ["support@shop.test"]}"#;
+    let response = post_inbound(
+        &server,
+        "shop",
+        "support",
+        minimal,
+        Some(&sign(&secret, minimal)),
+    )
+    .await;
+    assert_eq!(response.status(), 202);
+    let events = inbound_events(&server, "shop").await;
+    let event: Value = serde_json::from_str(events[1]["value"].as_str().unwrap()).unwrap();
+    assert_eq!(event["message_id"], Value::Null);
+    assert_eq!(event["html"], Value::Null);
+    assert!(
+        event["received_at"].as_str().unwrap().ends_with('Z'),
+        "{event}"
+    );
+
+    // Bad signatures: one generic 401, nothing stored.
+    let tampered = body.iter().copied().chain(*b" ").collect::<Vec<u8>>();
+    let wrong_key = sign(&"0".repeat(64), &body);
+    let other_body = sign(&secret, minimal);
+    let upper = sign(&secret, &body).replace("sha256=", "SHA256=");
+    for signature in [
+        None,
+        Some(wrong_key.as_str()),
+        Some(other_body.as_str()),
+        Some("sha256="),
+        Some("sha256=not-hex"),
+        Some(upper.as_str()),
+        Some(&secret),
+    ] {
+        let response = post_inbound(&server, "shop", "support", &body, signature).await;
+        let error = assert_error(response, 401, "unauthorized").await;
+        assert_eq!(
+            error["error"]["message"],
+            "a valid X-PiCloud-Signature is required"
+        );
+    }
+    let response = post_inbound(
+        &server,
+        "shop",
+        "support",
+        &tampered,
+        Some(&sign(&secret, &body)),
+    )
+    .await;
+    assert_error(response, 401, "unauthorized").await;
+
+    // Unknown app, unknown trigger, another app's trigger name: 404.
+    for (app, trigger) in [("nope", "support"), ("shop", "nope"), ("other", "support")] {
+        let response =
+            post_inbound(&server, app, trigger, &body, Some(&sign(&secret, &body))).await;
+        assert_error(response, 404, "not_found").await;
+    }
+
+    // Signed, but not a message: 422.
+    let many: Vec<String> = (0..101).map(|i| format!("r{i}@example.com")).collect();
+    for bad in [
+        json!("just a string"),
+        json!({ "to": "support@shop.test" }),
+        json!({ "from": "a@example.com" }),
+        json!({ "from": "not an address", "to": "support@shop.test" }),
+        json!({ "from": "a@example.com", "to": [] }),
+        json!({ "from": "a@example.com", "to": "x\r\nBcc: y@evil.test" }),
+        json!({ "from": "a@example.com", "to": many }),
+        json!({ "from": "a@example.com", "to": "s@shop.test", "received_at": "yesterday" }),
+        json!({ "from": "a@example.com", "to": "s@shop.test", "attachments": [] }),
+        json!({ "from": "a@example.com", "to": "s@shop.test", "subject": "x".repeat(999) }),
+    ] {
+        let body = serde_json::to_vec(&bad).unwrap();
+        let response = post_inbound(
+            &server,
+            "shop",
+            "support",
+            &body,
+            Some(&sign(&secret, &body)),
+        )
+        .await;
+        assert_error(response, 422, "invalid_event").await;
+    }
+    let not_json = b"{not json";
+    let response = post_inbound(
+        &server,
+        "shop",
+        "support",
+        not_json,
+        Some(&sign(&secret, not_json)),
+    )
+    .await;
+    assert_error(response, 422, "invalid_event").await;
+    // Past the size cap: refused before anything else.
+    let huge = vec![b' '; 2 * 1024 * 1024 + 1];
+    let response = post_inbound(
+        &server,
+        "shop",
+        "support",
+        &huge,
+        Some(&sign(&secret, &huge)),
+    )
+    .await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(inbound_events(&server, "shop").await.len(), 2);
+
+    // The key is nowhere: not in listings, not stored in clear.
+    let changes = server.admin(Method::GET, "/apps/shop/changes", None).await;
+    assert!(!changes.to_string().contains(&secret));
+
+    // A deleted trigger is gone.
+    let response = server
+        .api(Method::DELETE, "/apps/shop/email/triggers/support")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let response = post_inbound(
+        &server,
+        "shop",
+        "support",
+        &body,
+        Some(&sign(&secret, &body)),
+    )
+    .await;
+    assert_error(response, 404, "not_found").await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbound_webhook_stores_signed_messages_and_refuses_the_rest_on_sqlite() {
+    inbound_webhook(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbound_webhook_stores_signed_messages_and_refuses_the_rest_on_postgresql() {
+    inbound_webhook(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_an_inbound_trigger_and_its_key_survives_a_key_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, old_key) = picloud::vault::MasterKey::generate();
+    let (_, new_key) = picloud::vault::MasterKey::generate();
+    let with_keys = |key: &str, previous: Option<&str>| ServeArgs {
+        secret_key: Some(key.to_owned()),
+        secret_key_previous: previous.map(str::to_owned),
+        ..args(dir.path(), None, None)
+    };
+    let server = TestServer::start_with(with_keys(&old_key, None)).await;
+    server.create_app("shop").await;
+    let cli = |args: &'static [&'static str]| {
+        let url = server.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let output = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+                .args(args)
+                .env("PICLOUD_URL", url)
+                .env("PICLOUD_TOKEN", TOKEN)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout).unwrap()
+        })
+    };
+    let created = cli(&["email", "add-trigger", "shop", "orders"])
+        .await
+        .unwrap();
+    assert!(
+        created.contains(&format!(
+            "POST {}/api/v1/email-inbound/shop/orders",
+            server.url
+        )),
+        "{created}"
+    );
+    let secret = created
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("signing secret (shown once): "))
+        .unwrap_or_else(|| panic!("no secret in {created}"))
+        .to_owned();
+    assert_eq!(
+        cli(&["email", "triggers", "shop"]).await.unwrap().trim(),
+        "orders"
+    );
+    let shown = cli(&["email", "from", "shop", "Shop <orders@shop.test>"])
+        .await
+        .unwrap();
+    assert_eq!(
+        shown.trim(),
+        "email is not configured on this server (no --smtp-url); shop sent 0 today"
+    );
+    let settings = server.admin(Method::GET, "/apps/shop/email", None).await;
+    assert_eq!(settings["from"], "Shop <orders@shop.test>");
+
+    let body = br#"{"from": "a@example.com", "to": "orders@shop.test", "subject": "hi"}"#;
+    let accepted = |server: &TestServer| {
+        let signature = sign(&secret, body);
+        let server = server.url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{server}/api/v1/email-inbound/shop/orders"))
+                .header("X-PiCloud-Signature", signature)
+                .body(body.to_vec())
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(accepted(&server).await, 202);
+    server.stop().await;
+
+    // A new master key with the old one as previous still verifies; rekey reseals the
+    // trigger's key, and then the old master key is no longer needed.
+    let server = TestServer::start_with(with_keys(&new_key, Some(&old_key))).await;
+    assert_eq!(accepted(&server).await, 202);
+    let rekeyed = server.admin(Method::POST, "/secrets/rekey", None).await;
+    assert_eq!(rekeyed["rekeyed"], 1, "{rekeyed}");
+    server.stop().await;
+    let server = TestServer::start_with(with_keys(&new_key, None)).await;
+    assert_eq!(accepted(&server).await, 202);
+    assert_eq!(inbound_events(&server, "shop").await.len(), 3);
+    server.stop().await;
+}
