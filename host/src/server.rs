@@ -175,8 +175,8 @@ pub struct ServeArgs {
     /// Outbound http calls per invocation; more answer `limit`.
     #[arg(long, env = "PICLOUD_OUTBOUND_MAX_CALLS", default_value_t = outbound::DEFAULT_MAX_CALLS)]
     pub outbound_max_calls: u32,
-    /// The SMTP relay guests' email goes through: smtp://host[:port] (plain; add
-    /// ?tls=required for STARTTLS), smtps://host[:port] (TLS), with user:password@ for
+    /// The SMTP relay guests' email goes through: smtp://HOST:PORT (plain; add
+    /// ?tls=required for STARTTLS), smtps://HOST:PORT (TLS), with USER:PASSWORD@ for
     /// authentication (give a URL with a password in the environment variable, not on
     /// the command line, where `ps` shows it). Without it every send answers
     /// `unavailable("email not configured")`.
