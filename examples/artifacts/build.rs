@@ -8,6 +8,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("NOTES", "example-notes", "example_notes"),
     ("KV_LOOP", "example-kv-loop", "example_kv_loop"),
     ("HTTP_FETCH", "example-http-fetch", "example_http_fetch"),
+    ("EMAIL_SEND", "example-email-send", "example_email_send"),
 ];
 
 fn main() {
@@ -24,6 +25,7 @@ fn main() {
             "examples/notes",
             "examples/kv-loop",
             "examples/http-fetch",
+            "examples/email-send",
         ],
     );
     let mut consts = String::new();

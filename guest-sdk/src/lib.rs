@@ -1,7 +1,7 @@
 //! Write PiCloud functions in Rust.
 //!
 //! Scope: the `picloud:sdk/function` world — a handler entry point, typed request and
-//! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`], [`http`], [`log`], [`runtime`]; the
+//! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`], [`http`], [`email`], [`log`], [`runtime`]; the
 //! raw bindings of every other interface are in [`wit`]).
 //!
 //! Lifecycle: PiCloud instantiates your component fresh for every invocation and calls
@@ -40,6 +40,7 @@ mod request;
 pub use request::{Request, Response};
 
 pub mod docs;
+pub mod email;
 pub mod files;
 pub mod http;
 pub mod kv;

@@ -1,6 +1,7 @@
 //! The `picloud` command line: `serve`, and the client commands that talk to a server
 //! over the admin API.
 
+mod email;
 mod secrets;
 
 use crate::server::{self, ServeArgs};
@@ -90,6 +91,9 @@ enum Command {
     /// Set, list and delete an app's encrypted secrets.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// An app's email: its From address and today's sends.
+    #[command(subcommand)]
+    Email(email::EmailCommand),
     /// Show or set the hosts an app's outbound http may reach (operators only).
     Outbound {
         /// App name.
@@ -463,6 +467,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Files(command) => files(&client, json, command).await?,
         Command::Secrets(command) => secrets::run(&client, json, command).await?,
+        Command::Email(command) => email::run(&client, json, command).await?,
         Command::Indexes(command) => indexes(&client, json, command).await?,
         Command::Routes(RoutesCommand::Delete { app, id }) => {
             client
@@ -923,6 +928,11 @@ struct Client {
 }
 
 impl Client {
+    /// The server URL the commands talk to.
+    fn base_url(&self) -> &str {
+        self.url.trim_end_matches('/')
+    }
+
     fn new(url: String, token: Option<String>) -> anyhow::Result<Self> {
         let token = token.or_else(|| {
             std::fs::read_to_string(

@@ -4,12 +4,15 @@ use crate::admission::{Gates, Load, Refusal, Ticket};
 use crate::dataplane::{CookieScope, INVOCATION_ID_HEADER};
 use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
+use crate::mailer::Mailer;
 use crate::outbound::Outbound;
 use crate::quota::FuelQuotas;
 use crate::recorder::Recorder;
 use crate::routing::{RouteMatch, RouteTable};
 use crate::services::HostSdk;
-use crate::services::http::{CallLog, HttpService};
+use crate::services::common::CallLog;
+use crate::services::email::EmailService;
+use crate::services::http::HttpService;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE, Script};
 use crate::storage::{Db, InvocationRecord};
 use axum::http::{HeaderValue, StatusCode};
@@ -169,6 +172,8 @@ pub struct Invoker {
     compiling: RwLock<()>,
     /// Outbound http of guests; `None`: their http calls answer `unavailable`.
     outbound: Option<Arc<Outbound>>,
+    /// Outbound email of guests; `None`: their sends answer `unavailable`.
+    mailer: Option<Arc<Mailer>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -201,6 +206,7 @@ impl Invoker {
             rhai_shim: OnceCell::new(),
             compiling: RwLock::new(()),
             outbound: None,
+            mailer: None,
         }
     }
 
@@ -208,6 +214,17 @@ impl Invoker {
     pub fn with_outbound(mut self, outbound: Arc<Outbound>) -> Self {
         self.outbound = Some(outbound);
         self
+    }
+
+    /// This invoker with guests' outbound email sent by `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<Mailer>) -> Self {
+        self.mailer = Some(mailer);
+        self
+    }
+
+    /// The mailer of guests' email, when the server has SMTP.
+    pub fn mailer(&self) -> Option<&Arc<Mailer>> {
+        self.mailer.as_ref()
     }
 
     /// The runtime.
@@ -528,6 +545,16 @@ impl Invoker {
             sdk = sdk.with_http(HttpService::new(
                 outbound.clone(),
                 app.outbound_hosts.clone(),
+                Some(deadline),
+                calls.clone(),
+            ));
+        }
+        if let Some(mailer) = &self.mailer {
+            sdk = sdk.with_email(EmailService::new(
+                mailer.clone(),
+                self.db.for_app(&app.id, Some(deadline)),
+                app.id.as_str().into(),
+                self.quotas.clock().clone(),
                 Some(deadline),
                 calls.clone(),
             ));

@@ -5,6 +5,7 @@ use crate::api;
 use crate::auth;
 use crate::dataplane;
 use crate::invoker::Invoker;
+use crate::mailer;
 use crate::outbound;
 use crate::recorder::Recorder;
 use crate::storage::files::{
@@ -174,6 +175,24 @@ pub struct ServeArgs {
     /// Outbound http calls per invocation; more answer `limit`.
     #[arg(long, env = "PICLOUD_OUTBOUND_MAX_CALLS", default_value_t = outbound::DEFAULT_MAX_CALLS)]
     pub outbound_max_calls: u32,
+    /// The SMTP relay guests' email goes through: smtp://HOST:PORT (plain; add
+    /// ?tls=required for STARTTLS), smtps://HOST:PORT (TLS), with USER:PASSWORD@ for
+    /// authentication (give a URL with a password in the environment variable, not on
+    /// the command line, where `ps` shows it). Without it every send answers
+    /// `unavailable("email not configured")`.
+    #[arg(long, env = "PICLOUD_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From address of email of apps without their own (`noreply@example.com` or
+    /// `Shop <noreply@example.com>`); required with --smtp-url.
+    #[arg(long, env = "PICLOUD_EMAIL_FROM")]
+    pub email_from: Option<String>,
+    /// Largest email (formatted: headers and encoded bodies), in bytes; a larger one
+    /// answers `limit`.
+    #[arg(long, env = "PICLOUD_EMAIL_MAX_BYTES", default_value_t = mailer::DEFAULT_MAX_BYTES)]
+    pub email_max_bytes: u64,
+    /// Emails one app may send per UTC day; more answer `limit` until midnight UTC.
+    #[arg(long, env = "PICLOUD_EMAIL_DAILY_LIMIT", default_value_t = mailer::DEFAULT_DAILY_LIMIT)]
+    pub email_daily_limit: u64,
 }
 
 impl ServeArgs {
@@ -211,7 +230,37 @@ impl ServeArgs {
             outbound_timeout_ms: outbound::DEFAULT_TIMEOUT_MS,
             outbound_max_response_bytes: outbound::DEFAULT_MAX_RESPONSE_BYTES,
             outbound_max_calls: outbound::DEFAULT_MAX_CALLS,
+            smtp_url: None,
+            email_from: None,
+            email_max_bytes: mailer::DEFAULT_MAX_BYTES,
+            email_daily_limit: mailer::DEFAULT_DAILY_LIMIT,
         }
+    }
+
+    /// Guests' outbound email, or `None` (logged once) when --smtp-url is not given.
+    pub fn mailer(&self) -> anyhow::Result<Option<mailer::Mailer>> {
+        let Some(smtp_url) = &self.smtp_url else {
+            tracing::warn!(
+                "email is not configured (no --smtp-url / PICLOUD_SMTP_URL): every email \
+                 send answers unavailable(\"{}\")",
+                crate::services::email::NOT_CONFIGURED
+            );
+            return Ok(None);
+        };
+        let Some(from) = &self.email_from else {
+            anyhow::bail!(
+                "--email-from (PICLOUD_EMAIL_FROM) is required with --smtp-url: the From \
+                 address of email of apps without their own"
+            );
+        };
+        let mailer = mailer::Mailer::new(&mailer::MailerConfig {
+            smtp_url: smtp_url.clone(),
+            from: from.clone(),
+            max_bytes: self.email_max_bytes,
+            daily_limit: self.email_daily_limit,
+        })?;
+        tracing::info!(from = %mailer.default_from(), "email goes out through the SMTP relay of --smtp-url");
+        Ok(Some(mailer))
     }
 
     /// The settings of guests' outbound http.
@@ -334,6 +383,10 @@ impl Server {
             quotas,
         )
         .with_outbound(Arc::new(outbound::Outbound::new(args.outbound())?));
+        let invoker = match args.mailer()? {
+            Some(mailer) => invoker.with_mailer(Arc::new(mailer)),
+            None => invoker,
+        };
         let state = AppState {
             db: db.clone(),
             invoker: Arc::new(invoker),

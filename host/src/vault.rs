@@ -125,14 +125,22 @@ pub struct Keys {
     previous: Option<MasterKey>,
 }
 
-fn secret_aad(app_id: &str, name: &str) -> Vec<u8> {
-    [
-        b"picloud-secret\0",
-        app_id.as_bytes(),
-        b"\0",
-        name.as_bytes(),
-    ]
-    .concat()
+/// What a sealed value is. The kind is part of the associated data, so a value of one
+/// kind never opens as another (an inbound email key copied into the secrets table, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A secret of an app (`picloud:sdk/secrets`), named by its name.
+    Secret,
+    /// The HMAC key of an inbound email trigger, named by the trigger.
+    InboundEmailKey,
+}
+
+fn aad(kind: Kind, app_id: &str, name: &str) -> Vec<u8> {
+    let kind: &[u8] = match kind {
+        Kind::Secret => b"picloud-secret\0",
+        Kind::InboundEmailKey => b"picloud-email-inbound-key\0",
+    };
+    [kind, app_id.as_bytes(), b"\0", name.as_bytes()].concat()
 }
 
 impl Keys {
@@ -148,16 +156,33 @@ impl Keys {
 
     /// `value` of secret `name` of app `app_id`, sealed with the current key.
     pub fn seal(&self, app_id: &str, name: &str, value: &[u8]) -> Sealed {
-        Sealed {
-            key_id: self.current.id.clone(),
-            sealed: self.current.seal(&secret_aad(app_id, name), value),
-        }
+        self.seal_as(Kind::Secret, app_id, name, value)
     }
 
     /// The value of secret `name` of app `app_id`.
     pub fn open(&self, app_id: &str, name: &str, sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
+        self.open_as(Kind::Secret, app_id, name, sealed)
+    }
+
+    /// `value`, a `kind` of value called `name` of app `app_id`, sealed with the current
+    /// key.
+    pub fn seal_as(&self, kind: Kind, app_id: &str, name: &str, value: &[u8]) -> Sealed {
+        Sealed {
+            key_id: self.current.id.clone(),
+            sealed: self.current.seal(&aad(kind, app_id, name), value),
+        }
+    }
+
+    /// The value of the `kind` of value called `name` of app `app_id`.
+    pub fn open_as(
+        &self,
+        kind: Kind,
+        app_id: &str,
+        name: &str,
+        sealed: &Sealed,
+    ) -> Result<Vec<u8>, OpenError> {
         self.key(&sealed.key_id)?
-            .open(&secret_aad(app_id, name), &sealed.sealed)
+            .open(&aad(kind, app_id, name), &sealed.sealed)
             .ok_or(OpenError::Tampered)
     }
 
@@ -227,10 +252,33 @@ impl Keys {
             .await
     }
 
-    /// Reseals every secret sealed with another key than the current one, in batches,
-    /// then marks the database as sealed with the current key. Answers how many.
+    /// Reseals every secret and inbound email key sealed with another key than the
+    /// current one, in batches, then marks the database as sealed with the current key.
+    /// Answers how many.
     pub async fn rekey(&self, db: &Db) -> anyhow::Result<u64> {
         let mut done = 0;
+        loop {
+            let batch = db
+                .email_triggers_sealed_with_other_key(self.current_id(), 500)
+                .await?;
+            if batch.is_empty() {
+                break;
+            }
+            for (app_id, name, sealed) in batch {
+                let key = self
+                    .open_as(Kind::InboundEmailKey, &app_id, &name, &sealed)
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "the key of inbound email trigger {name:?} of app {app_id}: {e}; \
+                             nothing more was rekeyed"
+                        )
+                    })?;
+                let resealed = self.seal_as(Kind::InboundEmailKey, &app_id, &name, &key);
+                db.email_trigger_reseal(&app_id, &name, &sealed, &resealed)
+                    .await?;
+                done += 1;
+            }
+        }
         loop {
             let batch = db
                 .secrets_sealed_with_other_key(self.current_id(), 500)
@@ -292,6 +340,21 @@ mod tests {
         assert_ne!(
             keys.seal("app-1", "stripe", b"sk_live_1").sealed,
             sealed.sealed
+        );
+    }
+
+    #[test]
+    fn a_value_of_one_kind_does_not_open_as_another() {
+        let keys = Keys::new(MasterKey::generate().0, None);
+        let sealed = keys.seal_as(Kind::InboundEmailKey, "app-1", "support", b"k");
+        assert_eq!(
+            keys.open_as(Kind::InboundEmailKey, "app-1", "support", &sealed)
+                .unwrap(),
+            b"k"
+        );
+        assert_eq!(
+            keys.open("app-1", "support", &sealed),
+            Err(OpenError::Tampered)
         );
     }
 

@@ -25,7 +25,8 @@
 //! # The in-memory host
 //!
 //! kv, docs (equality queries, one sort field, limit/skip), files, secrets, a few users
-//! operations, email, pubsub, dead letters and log are modelled; http answers
+//! operations, email (with the server's refusal of line breaks in header values and of
+//! addresses without `@`), pubsub, dead letters and log are modelled; http answers
 //! `https://echo.test/…` with the request echoed as JSON and `https://status.test/CODE`
 //! with that status; the clock stands at 2026-01-01T00:00:00Z. Anything not modelled
 //! answers `unavailable`, as the runtime's stand-in does.
@@ -359,6 +360,26 @@ impl Host for MemoryHost {
 
     fn email_send(&self, message: &EmailMessage) -> SdkResult<String> {
         self.check("email")?;
+        // The server's checks, as far as scripts of the corpus reach them: a line break
+        // in a header value, an address without `@`.
+        let fields = [("subject", &message.subject)]
+            .into_iter()
+            .chain(message.to.iter().map(|a| ("to", a)))
+            .chain(message.cc.iter().map(|a| ("cc", a)))
+            .chain(message.bcc.iter().map(|a| ("bcc", a)))
+            .chain(message.reply_to.iter().map(|a| ("reply_to", a)));
+        for (field, value) in fields {
+            if value.contains(['\r', '\n']) {
+                return Err(SdkError::Invalid(format!(
+                    "{field} must not contain line breaks (CR, LF) or other control characters"
+                )));
+            }
+            if field != "subject" && !value.contains('@') {
+                return Err(SdkError::Invalid(format!(
+                    "{field}: {value:?} is not a valid email address"
+                )));
+            }
+        }
         self.effect(format!(
             "email to={:?} cc={:?} bcc={:?} subject={:?} text={:?} html={:?} reply_to={:?}",
             message.to,

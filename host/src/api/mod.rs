@@ -2,7 +2,9 @@
 
 mod apps;
 mod data;
+mod email;
 mod functions;
+mod inbound;
 mod invocations;
 mod routes;
 mod secrets;
@@ -13,7 +15,8 @@ use crate::server::AppState;
 use axum::Router;
 use std::sync::Arc;
 
-/// All admin routes, behind the token check.
+/// All admin routes, behind the token check, and the inbound email webhook, whose
+/// signed body is its credential.
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .merge(apps::router())
@@ -22,11 +25,14 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(invocations::router())
         .merge(data::router())
         .merge(secrets::router())
+        .merge(email::router())
+        .merge(inbound::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::auth::require_token,
         ))
+        .merge(inbound::webhook())
 }
 
 async fn cache_stats(

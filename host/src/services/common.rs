@@ -1,9 +1,15 @@
 //! What every service shares: the mapping of storage failures to guest errors, the
-//! checks of names, keys and lengths a guest sends, and paging. The admin API uses the
+//! checks of names, keys and lengths a guest sends, paging, and the log of outbound
+//! calls. The admin API uses the
 //! same checks and paging (its errors wrap the same messages).
 
 use crate::storage::StorageError;
-use picloud_runtime::GuestError;
+use picloud_runtime::{GuestError, LogLine};
+use std::sync::{Arc, Mutex};
+
+/// Where an invocation's outbound calls (http, email) leave their log lines; the invoker
+/// adds them to the invocation's log when it ends.
+pub type CallLog = Arc<Mutex<Vec<LogLine>>>;
 
 /// Default page size of every `list`/`find` (SDK and admin API).
 pub const DEFAULT_PAGE_LIMIT: u32 = 100;

@@ -3,13 +3,11 @@
 
 use crate::outbound::{Outbound, Scope};
 use picloud_runtime::http::{Host, IncomingResponse, OutgoingRequest};
-use picloud_runtime::{Answer, GuestError, LogLine};
-use std::sync::{Arc, Mutex};
+use picloud_runtime::{Answer, GuestError};
+use std::sync::Arc;
 use tracing::instrument;
 
-/// Where an invocation's outbound calls leave their log lines; the invoker adds them to
-/// the invocation's log when it ends.
-pub type CallLog = Arc<Mutex<Vec<LogLine>>>;
+pub use super::common::CallLog;
 
 /// The http service of one invocation.
 pub struct HttpService {

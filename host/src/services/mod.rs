@@ -26,6 +26,7 @@
 
 pub mod common;
 pub mod docs;
+pub mod email;
 pub mod files;
 pub mod http;
 pub mod kv;
@@ -41,6 +42,7 @@ pub struct HostSdk {
     docs: docs::DocsService,
     files: files::FilesService,
     http: http::HttpService,
+    email: email::EmailService,
     secrets: secrets::SecretsService,
     script: script::ScriptService,
     unavailable: Unavailable,
@@ -76,6 +78,13 @@ impl HostSdk {
         self
     }
 
+    /// These services with outbound email served by `email` (without, every send
+    /// answers `unavailable("email not configured")`).
+    pub fn with_email(mut self, email: email::EmailService) -> Self {
+        self.email = email;
+        self
+    }
+
     fn build(
         db: &Db,
         app_id: &str,
@@ -90,6 +99,7 @@ impl HostSdk {
             docs: docs::DocsService::new(db.clone(), app_id.clone()),
             files: files::FilesService::new(db.clone(), app_id.clone()),
             http: http::HttpService::unavailable(),
+            email: email::EmailService::unconfigured(db.clone(), app_id.clone()),
             secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
             script: script::ScriptService::new(db.clone(), app_id, script),
             unavailable: Unavailable,
@@ -102,7 +112,7 @@ impl Sdk for HostSdk {
     type Docs = docs::DocsService;
     type Files = files::FilesService;
     type Http = http::HttpService;
-    type Email = Unavailable;
+    type Email = email::EmailService;
     type Secrets = secrets::SecretsService;
     type Users = Unavailable;
     type Pubsub = Unavailable;
@@ -121,8 +131,8 @@ impl Sdk for HostSdk {
     fn http(&mut self) -> &mut http::HttpService {
         &mut self.http
     }
-    fn email(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn email(&mut self) -> &mut email::EmailService {
+        &mut self.email
     }
     fn secrets(&mut self) -> &mut secrets::SecretsService {
         &mut self.secrets

@@ -1,5 +1,6 @@
 //! The change-event outbox: every kv, docs and files write inserts one row here in the
-//! write's own transaction, so an event exists exactly when its write committed. The
+//! write's own transaction, so an event exists exactly when its write committed; so does
+//! every inbound email a webhook accepted (source `email`, op `receive`). The
 //! trigger dispatcher (a later issue) consumes rows in `seq` order and stamps
 //! `dispatched_at`.
 
@@ -15,6 +16,8 @@ pub enum Source {
     Docs,
     /// `picloud:sdk/files`.
     Files,
+    /// An inbound email (`POST /api/v1/email-inbound/{app}/{trigger}`).
+    Email,
 }
 
 impl Source {
@@ -24,6 +27,7 @@ impl Source {
             Self::Kv => "kv",
             Self::Docs => "docs",
             Self::Files => "files",
+            Self::Email => "email",
         }
     }
 }
@@ -51,7 +55,7 @@ pub struct Change<'a> {
 pub struct ChangeEvent {
     /// Position in the outbox; increases with every write.
     pub seq: i64,
-    /// `kv`, `docs` or `files`.
+    /// `kv`, `docs`, `files` or `email`.
     pub source: String,
     /// See [`Change`].
     pub op: String,

@@ -9,6 +9,7 @@ pub mod changes;
 mod conn;
 pub mod docs;
 pub mod docs_query;
+pub mod email;
 pub mod files;
 mod functions;
 mod invocations;

@@ -124,7 +124,7 @@ pub struct Pruned {
     pub invocations: u64,
     /// Change events (dispatched or not).
     pub change_events: u64,
-    /// Per-day usage rows.
+    /// Per-day usage rows (with the days of email send counts).
     pub usage_days: u64,
 }
 
@@ -286,11 +286,15 @@ impl Db {
                 before(retention.undispatched_events),
             )
             .await?;
-        let usage_days = sqlx::query("DELETE FROM usage_daily WHERE day < $1")
-            .bind(utc_day(before(retention.usage)))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let oldest_day = utc_day(before(retention.usage));
+        let mut usage_days = 0;
+        for table in ["usage_daily", "email_daily"] {
+            usage_days += sqlx::query(&format!("DELETE FROM {table} WHERE day < $1"))
+                .bind(&oldest_day)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
         Ok(Pruned {
             invocations,
             change_events: dispatched + undispatched,

@@ -1,21 +1,25 @@
 //! Rhai conformance: every script of the shim's corpus (`rhai-shim/tests/corpus/`) whose
 //! outcome only depends on what this server provides runs twice — natively (the shim's
 //! library in this process) and through the Rhai shim component in the sandbox — with
-//! the same host functions (the server's kv service on a fresh app each), and the two
-//! answers must be identical: status, headers and body, or the error message.
+//! the same host functions (the server's kv, docs, files, secrets and email services on a
+//! fresh app each; email through a real SMTP server on loopback), and the two answers
+//! must be identical: status, headers and body, or the error message.
 
-use crate::support::{Backend, TestDb};
+use crate::support::{Backend, SmtpSink, TestDb};
+use picloud::mailer::{Mailer, MailerConfig};
 use picloud::services::HostSdk;
+use picloud::services::common::CallLog;
+use picloud::services::email::EmailService;
 use picloud::services::script::Script;
 use picloud_rhai_shim::{
-    Document, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, RuntimeInfo, SdkError,
-    SdkResult,
+    Document, EmailMessage, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, RuntimeInfo,
+    SdkError, SdkResult,
 };
 use picloud_runtime::docs::Host as _;
 use picloud_runtime::files::Host as _;
 use picloud_runtime::kv::Host as _;
 use picloud_runtime::{Answer, GuestError, Invocation, Limits, RunError, Runtime, RuntimeConfig};
-use picloud_runtime::{Sdk as _, docs, files, secrets};
+use picloud_runtime::{Sdk as _, docs, email, files, secrets};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -26,7 +30,6 @@ use std::sync::Arc;
 /// capture; they are covered by the native corpus test only.
 const OUT_OF_SCOPE: &[&str] = &[
     "http::",
-    "email::",
     "users::",
     "pubsub::",
     "dead_letters::",
@@ -170,6 +173,18 @@ impl NativeHost {
 }
 
 impl Host for NativeHost {
+    fn email_send(&self, m: &EmailMessage) -> SdkResult<String> {
+        let message = email::Message {
+            to: m.to.clone(),
+            cc: m.cc.clone(),
+            bcc: m.bcc.clone(),
+            subject: m.subject.clone(),
+            text: m.text.clone(),
+            html: m.html.clone(),
+            reply_to: m.reply_to.clone(),
+        };
+        self.call(async |sdk| email::Host::send(sdk.email(), message).await)
+    }
     fn secrets_get(&self, name: &str) -> SdkResult<Option<String>> {
         self.call(async |sdk| secrets::Host::get(sdk.secrets(), name.into()).await)
     }
@@ -335,6 +350,31 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
     };
     let keys = picloud::vault::Keys::new(picloud::vault::MasterKey::generate().0, None);
     let db = test_db.open().await.with_secret_keys(Arc::new(keys));
+    // Email goes to a real SMTP server; without aiosmtpd (outside CI) both sides answer
+    // `unavailable`, identically all the same.
+    let sink = SmtpSink::start(None);
+    let mailer = sink.as_ref().map(|sink| {
+        Arc::new(
+            Mailer::new(&MailerConfig {
+                smtp_url: sink.url(),
+                from: "noreply@picloud.test".into(),
+                max_bytes: picloud::mailer::DEFAULT_MAX_BYTES,
+                daily_limit: picloud::mailer::DEFAULT_DAILY_LIMIT,
+            })
+            .unwrap(),
+        )
+    });
+    let with_email = |sdk: HostSdk, app_id: &str| match &mailer {
+        Some(mailer) => sdk.with_email(EmailService::new(
+            mailer.clone(),
+            db.clone(),
+            app_id.into(),
+            picloud::quota::Clock::default(),
+            None,
+            CallLog::default(),
+        )),
+        None => sdk,
+    };
     let runtime: Runtime<HostSdk> = Runtime::new(&RuntimeConfig::default()).unwrap();
     // The generic shim, without a snapshot: it reads each script at its first request.
     let shim = runtime.compile(picloud::rhai::RHAI_SHIM).unwrap();
@@ -357,7 +397,10 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .unwrap();
 
         let host = Rc::new(NativeHost {
-            sdk: RefCell::new(HostSdk::new(&db, &native_app.id)),
+            sdk: RefCell::new(with_email(
+                HostSdk::new(&db, &native_app.id),
+                &native_app.id,
+            )),
             runtime: tokio::runtime::Handle::current(),
         });
         let engine = picloud_rhai_shim::build_engine(host);
@@ -387,7 +430,10 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             source: Arc::from(case.source.as_str()),
             limits: Limits::default(),
         };
-        let sdk = HostSdk::with_script(&db, &shim_app.id, None, script);
+        let sdk = with_email(
+            HostSdk::with_script(&db, &shim_app.id, None, script),
+            &shim_app.id,
+        );
         let outcome = runtime
             .invoke(&shim, invocation, request, Limits::default(), sdk)
             .await;
@@ -419,6 +465,16 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
                 case.name
             ));
         }
+    }
+    if let Some(sink) = &sink {
+        // email_refused.rhai's one good message, once natively and once in the sandbox;
+        // the refused ones never left.
+        let received = sink.received();
+        assert_eq!(received.len(), 2, "{received:#?}");
+        assert!(
+            !format!("{received:?}").contains("evil.test"),
+            "{received:#?}"
+        );
     }
     assert!(
         differences.is_empty(),

@@ -3,6 +3,7 @@
 mod cli;
 mod conformance;
 mod data;
+mod email;
 mod hostile;
 mod outbound;
 mod rhai;

@@ -268,3 +268,98 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     assert!(!message.is_empty(), "{body}");
     body
 }
+
+/// A real SMTP server on loopback: aiosmtpd running `smtp_sink.py`, which writes every
+/// message it accepts (envelope, headers, MIME parts) to a directory. It writes before
+/// it answers `250`, so a send that returned is already there. Stopped when dropped.
+pub struct SmtpSink {
+    pub port: u16,
+    dir: TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpSink {
+    /// A sink (requiring AUTH with `login` when given), or `None` with a loud message
+    /// when python3 with aiosmtpd is missing outside CI. In CI (`CI` set) a missing
+    /// aiosmtpd fails the test: `.ci/run` installs it.
+    pub fn start(login: Option<(&str, &str)>) -> Option<Self> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let available = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !available {
+            if std::env::var_os("CI").is_some() {
+                panic!("python3 with aiosmtpd is required in CI (.ci/run installs it)");
+            }
+            eprintln!(
+                "!!! SKIPPING an email test: python3 with aiosmtpd is missing \
+                 (pip install aiosmtpd; CI fails here instead)"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/all/smtp_sink.py");
+        let mut command = Command::new("python3");
+        command.arg(&script).arg(dir.path());
+        if let Some((user, password)) = login {
+            command.args([user, password]);
+        }
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 starts");
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let port = first
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("smtp_sink.py printed {first:?}, not its port"));
+        Some(Self { port, dir, child })
+    }
+
+    /// `smtp://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// The messages received so far, oldest first: `mail_from`, `rcpt_to`, `login`,
+    /// `headers` (`[name, value]` as received), `content_type`, `parts`
+    /// (`content_type`, decoded `text`) and `raw`.
+    pub fn received(&self) -> Vec<Value> {
+        let mut paths: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The values of header `name` (any case) of a message an [`SmtpSink`] received.
+pub fn header<'a>(message: &'a Value, name: &str) -> Vec<&'a str> {
+    message["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap())
+        .collect()
+}
