@@ -18,7 +18,9 @@
 //!    both backends, and a migration in `migrations/sqlite` and `migrations/postgres`.
 //! 3. `host/src/services/<name>.rs`: the service, implementing the generated `Host`
 //!    trait over the store, checking every guest value with [`common`]; add it to
-//!    [`HostSdk`] below.
+//!    [`HostSdk`] below. A service that reaches outside (http, email) gets its
+//!    process-wide part (a client, a transport) from the invoker through a
+//!    `HostSdk::with_<name>`, and logs its calls into the invocation's [`common::CallLog`].
 //! 4. `host/src/api/<name>.rs` and `host/src/cli/<name>.rs` if operators manage it.
 //! 5. Rhai: a module in `rhai-shim/src/sdk/` calling the import through
 //!    `rhai-shim/src/host.rs`.
