@@ -29,12 +29,20 @@ pub fn build(packages: &[(&str, &str)], watched: &[&str]) -> Vec<PathBuf> {
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("run from a build script"));
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: one guest target dir for
-    // every profile, clippy and tests, so guests are built once.
+    // every profile, clippy and tests, so guests are built once. One per checkout: cargo
+    // names a path crate's artifacts the same in every checkout of the workspace, so two
+    // checkouts sharing a target dir would otherwise take each other's guests as fresh.
+    let checkout = {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        workspace.hash(&mut hasher);
+        hasher.finish() & 0xffff_ffff
+    };
     let target_dir = out_dir
         .ancestors()
         .nth(4)
         .expect("OUT_DIR has the usual depth")
-        .join("wasm-guests");
+        .join(format!("wasm-guests-{checkout:08x}"));
 
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo.current_dir(&workspace).args([
