@@ -172,10 +172,16 @@ async fn drive(
                         continue;
                     };
                     let _ = response.bytes().await;
-                    if sent >= measure_from && !stop.load(Ordering::Relaxed) {
+                    // Throughput counts answers that arrive while measuring; latency
+                    // only requests sent while measuring (a long runner's answer may
+                    // come from a request sent during the warm-up).
+                    if Instant::now() >= measure_from && !stop.load(Ordering::Relaxed) {
                         load.answered += 1;
-                        load.latencies_us
-                            .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                        if sent >= measure_from {
+                            load.latencies_us.push(
+                                u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX),
+                            );
+                        }
                     }
                 }
                 load
@@ -319,7 +325,7 @@ fn main() {
                 .into_iter()
                 .map(|(a, mut load)| {
                     format!(
-                        "{} {:.0}/s {:.1}",
+                        "{} {:.1}/s {:.0}",
                         a.app(),
                         load.per_second(),
                         load.percentile_ms(0.5)

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{ResourceTable, WasmStr};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -44,12 +44,6 @@ pub const LOG_FUEL_PER_BYTE: u64 = 1;
 const LOG_NOTE_RESERVE: usize = 128;
 /// At most this many bytes of a guest's stdout and of its stderr are kept.
 pub const MAX_CAPTURED_OUTPUT_BYTES: usize = 64 * 1024;
-/// A CPU-bound guest yields to the async executor after this much fuel, so one busy
-/// tenant cannot hold a worker thread for its whole time budget. 10⁷ fuel is about 1 ms
-/// of guest code here. Each yield costs more than it looks: tokio wakes another worker
-/// thread for the rescheduled task (a syscall and a cross-CPU wake-up, ~14 µs on this
-/// VM). At 2·10⁶ that was 7 % of a CPU-bound Rhai script's time (fib(20): 14.4 → 13.4 ms).
-const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
 
 /// Who is running, for the guest's `runtime.info` and for the records the host keeps.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +99,8 @@ pub struct State<S> {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    /// When this invocation's wall-clock limit runs out (checked at every epoch tick).
+    deadline: Instant,
 }
 
 impl<S: Send> WasiView for State<S> {
@@ -566,8 +562,10 @@ impl<S: Sdk> Runtime<S> {
     /// Fuel, the async yield interval and the epoch deadline of one invocation.
     fn arm(&self, store: &mut Store<State<S>>, limits: &Limits) -> wasmtime::Result<()> {
         store.set_fuel(limits.fuel)?;
-        store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL.min(limits.fuel.max(1))))?;
-        store.set_epoch_deadline(self.deadline_ticks(limits.timeout()));
+        store.data_mut().deadline = Instant::now() + limits.timeout();
+        // The next tick ends the first slice (the ticker is not aligned with this start,
+        // so the first slice is up to a tick long); see `on_tick`.
+        store.set_epoch_deadline(1);
         Ok(())
     }
 
@@ -599,19 +597,32 @@ impl<S: Sdk> Runtime<S> {
                 peak: 0,
                 exceeded: false,
             },
+            deadline: Instant::now() + limits.timeout(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(on_tick);
         self.arm(&mut store, limits)?;
         Ok((store, output))
     }
+}
 
-    fn deadline_ticks(&self, timeout: Duration) -> u64 {
-        // The ticker is not aligned with this invocation's start, so the first tick
-        // can come at once: one extra tick keeps the deadline from firing early.
-        let tick = self.epoch_tick.as_micros().max(1);
-        timeout.as_micros().div_ceil(tick) as u64 + 1
+/// At every epoch tick while guest code runs: past the wall-clock limit the guest stops
+/// (`Trap::Interrupt`, a timeout); otherwise its slice ends and it yields to the
+/// executor, to go on at the next poll for another tick.
+///
+/// So a CPU-bound guest yields at every tick (see [`crate::DEFAULT_EPOCH_TICK`], 1 ms):
+/// its slices are short in time whatever its code, and a busy tenant holds a CPU slot
+/// (`picloud::fair`) for at most a tick before the scheduler may hand it to someone
+/// else. Yielding on fuel instead made slices as long as the code was dense: 10⁷ fuel
+/// was 1.6 ms of Rhai but 9 ms of a tight wasm loop. Each yield costs ~14 µs (tokio
+/// reschedules the task, often on another worker), about 1.4 % of a long runner's time
+/// at this grain; short handlers never reach a tick.
+fn on_tick<S>(store: StoreContextMut<'_, State<S>>) -> wasmtime::Result<UpdateDeadline> {
+    if Instant::now() >= store.data().deadline {
+        Ok(UpdateDeadline::Interrupt)
+    } else {
+        Ok(UpdateDeadline::Yield(1))
     }
 }
 

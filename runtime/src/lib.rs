@@ -56,8 +56,9 @@ pub const HANDLER_EXPORT: &str = "picloud:sdk/handler@0.1.0";
 pub const DEFAULT_MAX_INSTANCES: u32 = 256;
 /// Default of [`RuntimeConfig::max_warm_instances`].
 pub const DEFAULT_MAX_WARM_INSTANCES: u32 = 32;
-/// How often the epoch ticker advances; wall-clock limits are checked at this grain.
-pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(10);
+/// How often the epoch ticker advances: a CPU-bound guest yields at every tick (its
+/// slice of a CPU slot), and wall-clock limits are checked at this grain.
+pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Bytes of each pooled memory kept mapped between instances (see `Runtime::new`): a
 /// Rust guest's stack and early heap live in its first megabytes, and the Rhai shim's
 /// snapshot (one for all Rhai functions) holds the interpreter's built engine in its
