@@ -9,6 +9,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("KV_LOOP", "example-kv-loop", "example_kv_loop"),
     ("HTTP_FETCH", "example-http-fetch", "example_http_fetch"),
     ("EMAIL_SEND", "example-email-send", "example_email_send"),
+    ("SECRETS", "example-secrets", "example_secrets"),
 ];
 
 fn main() {
@@ -26,6 +27,7 @@ fn main() {
             "examples/kv-loop",
             "examples/http-fetch",
             "examples/email-send",
+            "examples/secrets",
         ],
     );
     let mut consts = String::new();

@@ -1,8 +1,9 @@
 //! Write PiCloud functions in Rust.
 //!
 //! Scope: the `picloud:sdk/function` world — a handler entry point, typed request and
-//! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`], [`http`], [`email`], [`log`], [`runtime`]; the
-//! raw bindings of every other interface are in [`wit`]).
+//! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`],
+//! [`http`], [`email`], [`secrets`], [`log`], [`runtime`]; the raw bindings of every
+//! other interface are in [`wit`]).
 //!
 //! Lifecycle: PiCloud instantiates your component fresh for every invocation and calls
 //! your handler once; nothing survives between invocations except what you store.
@@ -46,6 +47,7 @@ pub mod http;
 pub mod kv;
 pub mod log;
 pub mod runtime;
+pub mod secrets;
 
 /// The SDK's error: the guest-visible `error` variant of the WIT contract.
 pub use wit::picloud::sdk::types::Error;

@@ -9,6 +9,11 @@
 //! - reqwest: the same GET made with a plain keep-alive `reqwest::Client` from the host,
 //!   the baseline.
 //!
+//! Secrets per call: the `example-secrets` component makes n `secrets::get` calls per
+//! invocation (the vault: a row read and an AES-256-GCM open) against n `kv::get` calls
+//! of a value of the same size (a row read), through the real runtime and services on
+//! SQLite.
+//!
 //! A plain timing harness (median of several rounds); everything is printed in one run,
 //! with the ratios. Run with `cargo bench -p picloud --bench outbound`.
 
@@ -16,7 +21,8 @@ use picloud::outbound::{Outbound, OutboundConfig, Scope};
 use picloud::services::HostSdk;
 use picloud::services::http::{CallLog, HttpService};
 use picloud::storage::Db;
-use picloud_example_artifacts::HTTP_FETCH;
+use picloud::vault::{Keys, MasterKey};
+use picloud_example_artifacts::{HTTP_FETCH, SECRETS};
 use picloud_runtime::http::OutgoingRequest;
 use picloud_runtime::{Invocation, LimitOverrides, Limits, Request, Runtime, RuntimeConfig};
 use std::sync::Arc;
@@ -164,6 +170,60 @@ fn main() {
                 us(direct),
                 guest.as_secs_f64() / direct.as_secs_f64(),
                 host.as_secs_f64() / direct.as_secs_f64(),
+            );
+        }
+
+        // secrets::get vs kv::get, both from the same component.
+        let keys = Keys::new(MasterKey::generate().0, None);
+        let db = db.with_secret_keys(Arc::new(keys));
+        let secrets = runtime
+            .compile(&std::fs::read(SECRETS).unwrap())
+            .unwrap();
+        let value = "sk_live_".to_owned() + &"x".repeat(56);
+        db.kv_set(&app, "bench", "k", &serde_json::to_string(&value).unwrap(), None)
+            .await
+            .unwrap();
+        let call = |query: String, body: String| {
+            let (runtime, secrets, db, app) = (&runtime, &secrets, &db, &app);
+            async move {
+                let request = Request {
+                    method: "POST".into(),
+                    path: "/".into(),
+                    query,
+                    headers: vec![],
+                    params: vec![],
+                    body: body.into_bytes(),
+                    event: None,
+                };
+                let outcome = runtime
+                    .invoke(
+                        secrets,
+                        invocation(),
+                        request,
+                        Limits::default(),
+                        HostSdk::new(db, app),
+                    )
+                    .await;
+                String::from_utf8(outcome.result.expect("example-secrets answers").body).unwrap()
+            }
+        };
+        assert_eq!(call("op=set&name=k".into(), value.clone()).await, "set");
+        for (n, rounds) in [(100, 21), (1, 301)] {
+            let secret = per_op(rounds, n, || async {
+                let answer = call(format!("op=get&name=k&repeat={n}"), String::new()).await;
+                assert_eq!(answer, value);
+            })
+            .await;
+            let kv = per_op(rounds, n, || async {
+                let answer = call(format!("op=kv-get&name=k&repeat={n}"), String::new()).await;
+                assert_eq!(answer, format!("{value:?}"));
+            })
+            .await;
+            println!(
+                "secrets::get ×{n} per invocation: {} per call, kv::get {} → secrets/kv {:.2}× (goal ≤ 1.2×)",
+                us(secret),
+                us(kv),
+                secret.as_secs_f64() / kv.as_secs_f64(),
             );
         }
         db.close().await;

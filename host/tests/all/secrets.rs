@@ -46,13 +46,32 @@ fn args(dir: &std::path::Path, db: Option<&TestDb>, key: Option<&str>) -> ServeA
     }
 }
 
+/// What answers `POST /s` in the round-trip test: [`SECRETS_SCRIPT`], or the
+/// `example-secrets` component (`picloud_sdk::secrets`), which speaks the same protocol.
+#[derive(Clone, Copy)]
+enum Guest {
+    Rhai,
+    Component,
+}
+
 async fn deploy_secrets_script(server: &TestServer, app: &str) {
+    deploy_guest(server, app, Guest::Rhai).await;
+}
+
+async fn deploy_guest(server: &TestServer, app: &str, guest: Guest) {
+    let (kind, body) = match guest {
+        Guest::Rhai => ("rhai", SECRETS_SCRIPT.as_bytes().to_vec()),
+        Guest::Component => (
+            "component",
+            std::fs::read(picloud_example_artifacts::SECRETS).unwrap(),
+        ),
+    };
     let response = server
         .api(
             Method::POST,
-            &format!("/apps/{app}/functions/vault/versions?kind=rhai"),
+            &format!("/apps/{app}/functions/vault/versions?kind={kind}"),
         )
-        .body(SECRETS_SCRIPT)
+        .body(body)
         .send()
         .await
         .unwrap();
@@ -83,7 +102,7 @@ async fn set_by_api(server: &TestServer, app: &str, name: &str, value: &str) -> 
         .unwrap()
 }
 
-async fn round_trip_scoped_to_the_app(backend: Backend) {
+async fn round_trip_scoped_to_the_app(backend: Backend, guest: Guest) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
@@ -91,7 +110,7 @@ async fn round_trip_scoped_to_the_app(backend: Backend) {
     let server = TestServer::start_with(args(dir.path(), Some(&db), None)).await;
     for app in ["shop", "other"] {
         server.create_app(app).await;
-        deploy_secrets_script(&server, app).await;
+        deploy_guest(&server, app, guest).await;
     }
     // Set by the admin API, read by the script; set by the script, listed by the API.
     assert_eq!(
@@ -149,12 +168,22 @@ async fn round_trip_scoped_to_the_app(backend: Backend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_round_trip_and_stay_inside_their_app_on_sqlite() {
-    round_trip_scoped_to_the_app(Backend::Sqlite).await;
+    round_trip_scoped_to_the_app(Backend::Sqlite, Guest::Rhai).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_round_trip_and_stay_inside_their_app_on_postgresql() {
-    round_trip_scoped_to_the_app(Backend::Postgres).await;
+    round_trip_scoped_to_the_app(Backend::Postgres, Guest::Rhai).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_keeps_secrets_through_the_rust_sdk_on_sqlite() {
+    round_trip_scoped_to_the_app(Backend::Sqlite, Guest::Component).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_keeps_secrets_through_the_rust_sdk_on_postgresql() {
+    round_trip_scoped_to_the_app(Backend::Postgres, Guest::Component).await;
 }
 
 /// Every byte of every file under `dir` (the SQLite database and its WAL included).
