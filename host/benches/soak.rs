@@ -13,7 +13,8 @@
 //!   one byte at a time (slowloris).
 //!
 //! First the victim alone for [`ALONE`], then the soak for `PICLOUD_SOAK_SECS` seconds
-//! (default 120). It prints the victim's requests/s, p50/p99 (and the ratio to alone),
+//! (default 120); `PICLOUD_SOAK_ATTACKS` (e.g. `print,log,mem,spin,query,body,slow`, the
+//! default: all) runs only some of the attacks. It prints the victim's requests/s, p50/p99 (and the ratio to alone),
 //! its error count (goal 0, p99 ≤ 3× alone), the attacker's answers by status, and the
 //! process RSS before the attack and through the soak (goal: flat once the attacker's
 //! instances and caches are warm, i.e. the end no higher than a quarter in).
@@ -68,8 +69,25 @@ for i in 0..499 { any.push(#{ text: #{ "$contains": `zz${i}` } }); }
 docs::find("big", #{ "$or": any }, #{ sort: ["-k"], skip: 1990, limit: 10 }).len()
 "#;
 
-/// The attacker's routes, cycled through by its connections.
+/// The attacker's routes, cycled through by its connections (`PICLOUD_SOAK_ATTACKS`, a
+/// comma-separated subset, picks fewer: to see which attack costs the victim what).
 const ATTACKS: &[&str] = &["print", "log", "mem", "spin", "query"];
+
+fn attacks() -> Vec<String> {
+    match std::env::var("PICLOUD_SOAK_ATTACKS") {
+        Ok(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|a| ATTACKS.contains(a) || *a == "body" || *a == "slow")
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => ATTACKS
+            .iter()
+            .map(|a| (*a).to_owned())
+            .chain(["body".to_owned(), "slow".to_owned()])
+            .collect(),
+    }
+}
 
 async fn admin(
     http: &reqwest::Client,
@@ -236,15 +254,28 @@ async fn victim(url: String, stop: Arc<AtomicBool>) -> Victim {
 
 /// The attacker's connections: answers counted by status (0: no answer).
 async fn attack(base: String, stop: Arc<AtomicBool>) -> BTreeMap<(String, u16), u64> {
+    let chosen = attacks();
+    let routes: Arc<Vec<String>> = Arc::new(
+        chosen
+            .iter()
+            .filter(|a| ATTACKS.contains(&a.as_str()))
+            .cloned()
+            .collect(),
+    );
     let mut tasks = Vec::new();
-    for connection in 0..ATTACK_CONNECTIONS {
-        let (base, stop) = (base.clone(), stop.clone());
+    let guests = if routes.is_empty() {
+        0
+    } else {
+        ATTACK_CONNECTIONS
+    };
+    for connection in 0..guests {
+        let (base, stop, routes) = (base.clone(), stop.clone(), routes.clone());
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut seen = BTreeMap::new();
             let mut turn = connection;
             while !stop.load(Ordering::Relaxed) {
-                let route = ATTACKS[turn % ATTACKS.len()];
+                let route = &routes[turn % routes.len()];
                 turn += 1;
                 let status = match http.get(format!("{base}/fn/mallory/{route}")).send().await {
                     Ok(response) => {
@@ -254,12 +285,17 @@ async fn attack(base: String, stop: Arc<AtomicBool>) -> BTreeMap<(String, u16), 
                     }
                     Err(_) => 0,
                 };
-                *seen.entry((route.to_owned(), status)).or_insert(0) += 1;
+                *seen.entry((route.clone(), status)).or_insert(0) += 1;
             }
             seen
         }));
     }
-    for _ in 0..BODY_CONNECTIONS {
+    let bodies = if chosen.iter().any(|a| a == "body") {
+        BODY_CONNECTIONS
+    } else {
+        0
+    };
+    for _ in 0..bodies {
         let (base, stop) = (base.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -281,7 +317,12 @@ async fn attack(base: String, stop: Arc<AtomicBool>) -> BTreeMap<(String, u16), 
         }));
     }
     let addr = base.trim_start_matches("http://").to_owned();
-    for _ in 0..SLOW_CONNECTIONS {
+    let slow = if chosen.iter().any(|a| a == "slow") {
+        SLOW_CONNECTIONS
+    } else {
+        0
+    };
+    for _ in 0..slow {
         let (addr, stop) = (addr.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut seen = BTreeMap::new();
