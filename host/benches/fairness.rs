@@ -19,13 +19,14 @@
 
 mod support;
 
+use support::{TOKEN, admin};
+
 use picloud::server::ServeArgs;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-admin-token-0123456789";
 /// Load before measuring (warm instances, compile caches, connections).
 const WARM_UP: Duration = Duration::from_millis(700);
 /// Length of one measurement.
@@ -77,32 +78,12 @@ impl Load {
     }
 }
 
-async fn admin(http: &reqwest::Client, base: &str, path: &str, body: reqwest::Body, json: bool) {
-    let mut request = http
-        .request(
-            if path.ends_with("/limits") {
-                reqwest::Method::PUT
-            } else {
-                reqwest::Method::POST
-            },
-            format!("{base}/api/v1{path}"),
-        )
-        .bearer_auth(TOKEN)
-        .body(body);
-    if json {
-        request = request.header("content-type", "application/json");
-    }
-    let response = request.send().await.expect("admin call is answered");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path} answered {status}: {text}");
-}
-
 /// Creates app `app` with function `f` (bytes of `kind`) on route `GET /f`.
 async fn deploy(http: &reqwest::Client, base: &str, app: &str, kind: &str, bytes: Vec<u8>) {
     admin(
         http,
         base,
+        reqwest::Method::POST,
         "/apps",
         json!({ "name": app }).to_string().into(),
         true,
@@ -111,6 +92,7 @@ async fn deploy(http: &reqwest::Client, base: &str, app: &str, kind: &str, bytes
     admin(
         http,
         base,
+        reqwest::Method::POST,
         &format!("/apps/{app}/functions/f/versions?kind={kind}"),
         bytes.into(),
         false,
@@ -120,6 +102,7 @@ async fn deploy(http: &reqwest::Client, base: &str, app: &str, kind: &str, bytes
     admin(
         http,
         base,
+        reqwest::Method::POST,
         &format!("/apps/{app}/routes"),
         route.to_string().into(),
         true,

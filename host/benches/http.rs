@@ -16,27 +16,12 @@
 
 mod support;
 
+use support::{TOKEN, admin};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use picloud::server::ServeArgs;
 use serde_json::{Value, json};
 use std::hint::black_box;
-
-const TOKEN: &str = "bench-admin-token-0123456789";
-
-/// An admin API call that must succeed.
-async fn admin(http: &reqwest::Client, base: &str, path: &str, body: reqwest::Body, json: bool) {
-    let mut request = http
-        .post(format!("{base}/api/v1{path}"))
-        .bearer_auth(TOKEN)
-        .body(body);
-    if json {
-        request = request.header("content-type", "application/json");
-    }
-    let response = request.send().await.expect("admin call is answered");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "POST {path} answered {status}: {text}");
-}
 
 fn json_body(value: Value) -> reqwest::Body {
     value.to_string().into()
@@ -63,6 +48,7 @@ async fn start(dir: &std::path::Path, http: &reqwest::Client, cpu_slots: Option<
     admin(
         http,
         &base,
+        reqwest::Method::POST,
         "/apps",
         json_body(json!({ "name": "bench" })),
         true,
@@ -71,13 +57,22 @@ async fn start(dir: &std::path::Path, http: &reqwest::Client, cpu_slots: Option<
     admin(
         http,
         &base,
+        reqwest::Method::POST,
         "/apps/bench/functions/hello/versions",
         hello.into(),
         false,
     )
     .await;
     let route = json!({ "method": "GET", "path": "/hello", "function": "hello" });
-    admin(http, &base, "/apps/bench/routes", json_body(route), true).await;
+    admin(
+        http,
+        &base,
+        reqwest::Method::POST,
+        "/apps/bench/routes",
+        json_body(route),
+        true,
+    )
+    .await;
     // Check the answers once, so the numbers are for requests that work.
     let body = get(http, &format!("{base}/fn/bench/hello?name=bench")).await;
     assert_eq!(&body[..], b"Hello, bench!");

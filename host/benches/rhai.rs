@@ -40,6 +40,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 mod support;
 
+use support::{TOKEN, admin};
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use picloud::server::ServeArgs;
@@ -51,8 +53,6 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
-
-const TOKEN: &str = "bench-admin-token-0123456789";
 
 /// The small HTTP handler: route param, query, a map answered as JSON. No storage.
 const ITEM_SCRIPT: &str = r#"
@@ -245,32 +245,11 @@ async fn start_picloud(
     .await
 }
 
-/// An admin API call that must succeed; answers the body.
-async fn admin(
-    http: &reqwest::Client,
-    base: &str,
-    path: &str,
-    body: reqwest::Body,
-    json: bool,
-) -> String {
-    let mut request = http
-        .post(format!("{base}/api/v1{path}"))
-        .bearer_auth(TOKEN)
-        .body(body);
-    if json {
-        request = request.header("content-type", "application/json");
-    }
-    let response = request.send().await.expect("admin call is answered");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "POST {path} answered {status}: {text}");
-    text
-}
-
 async fn deploy(http: &reqwest::Client, base: &str, name: &str, source: &str) {
     admin(
         http,
         base,
+        reqwest::Method::POST,
         &format!("/apps/bench/functions/{name}/versions?kind=rhai"),
         source.to_owned().into(),
         false,
@@ -283,6 +262,7 @@ async fn route(http: &reqwest::Client, base: &str, path: &str, function: &str) {
     admin(
         http,
         base,
+        reqwest::Method::POST,
         "/apps/bench/routes",
         route.to_string().into(),
         true,
@@ -353,6 +333,7 @@ fn bench_rhai(c: &mut Criterion) {
             admin(
                 &http,
                 base,
+                reqwest::Method::POST,
                 "/apps",
                 json!({ "name": "bench" }).to_string().into(),
                 true,

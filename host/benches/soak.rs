@@ -23,6 +23,8 @@
 
 mod support;
 
+use support::{TOKEN, admin};
+
 use picloud::server::ServeArgs;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -31,7 +33,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
-const TOKEN: &str = "bench-admin-token-0123456789";
 /// How long the victim runs alone first (its p99 is the reference).
 const ALONE: Duration = Duration::from_secs(10);
 /// Connections of the victim, of the attacker's functions, of its big bodies, of its
@@ -87,27 +88,6 @@ fn attacks() -> Vec<String> {
             .chain(["body".to_owned(), "slow".to_owned()])
             .collect(),
     }
-}
-
-async fn admin(
-    http: &reqwest::Client,
-    base: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: reqwest::Body,
-    json: bool,
-) {
-    let mut request = http
-        .request(method, format!("{base}/api/v1{path}"))
-        .bearer_auth(TOKEN)
-        .body(body);
-    if json {
-        request = request.header("content-type", "application/json");
-    }
-    let response = request.send().await.expect("admin call is answered");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{path} answered {status}: {text}");
 }
 
 /// Deploys `bytes` (of `kind`) as function `name` of `app` on `GET /name`.

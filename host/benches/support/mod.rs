@@ -20,3 +20,32 @@ pub async fn start_server(args: ServeArgs) -> String {
     });
     base
 }
+
+/// The admin token the benches' servers are started with.
+pub const TOKEN: &str = "bench-admin-token-0123456789";
+
+/// An admin API call (`method` on `/api/v1{path}`) that must succeed; answers the body.
+pub async fn admin(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: reqwest::Body,
+    json: bool,
+) -> String {
+    let mut request = http
+        .request(method.clone(), format!("{base}/api/v1{path}"))
+        .bearer_auth(TOKEN)
+        .body(body);
+    if json {
+        request = request.header("content-type", "application/json");
+    }
+    let response = request.send().await.expect("admin call is answered");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(
+        status.is_success(),
+        "{method} {path} answered {status}: {text}"
+    );
+    text
+}
