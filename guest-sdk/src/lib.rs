@@ -52,6 +52,21 @@ pub mod secrets;
 /// The SDK's error: the guest-visible `error` variant of the WIT contract.
 pub use wit::picloud::sdk::types::Error;
 
+impl Error {
+    /// The error as one line of text, `kind: message` (`not found` for
+    /// [`Error::NotFound`]), e.g. `invalid: secret name "a/b" …`.
+    pub fn text(&self) -> String {
+        match self {
+            Error::NotFound => "not found".into(),
+            Error::Invalid(m) => format!("invalid: {m}"),
+            Error::Denied(m) => format!("denied: {m}"),
+            Error::Limit(m) => format!("limit: {m}"),
+            Error::Unavailable(m) => format!("unavailable: {m}"),
+            Error::Internal(m) => format!("internal: {m}"),
+        }
+    }
+}
+
 /// `Result` with the SDK's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 

@@ -32,18 +32,6 @@ fn handle(request: Request) -> Result<Response> {
     };
     match email::send(&message) {
         Ok(id) => Response::json(&json!({ "message_id": id })),
-        Err(e) => Response::json(&json!({ "error": error_text(&e) })),
-    }
-}
-
-fn error_text(error: &picloud_sdk::Error) -> String {
-    use picloud_sdk::Error;
-    match error {
-        Error::NotFound => "not found".into(),
-        Error::Invalid(m) => format!("invalid: {m}"),
-        Error::Denied(m) => format!("denied: {m}"),
-        Error::Limit(m) => format!("limit: {m}"),
-        Error::Unavailable(m) => format!("unavailable: {m}"),
-        Error::Internal(m) => format!("internal: {m}"),
+        Err(e) => Response::json(&json!({ "error": e.text() })),
     }
 }

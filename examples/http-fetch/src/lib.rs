@@ -23,21 +23,9 @@ fn handle(request: Request) -> Result<Response> {
     for calls in 0..n {
         match http::fetch(&fetch) {
             Ok(answer) => last = Some(answer),
-            Err(e) => return Response::json(&json!({ "error": error_text(&e), "calls": calls })),
+            Err(e) => return Response::json(&json!({ "error": e.text(), "calls": calls })),
         }
     }
     let answer = last.map(|a| json!({ "status": a.status, "body": a.text(), "calls": n }));
     Response::json(&answer.unwrap_or(json!({ "calls": 0 })))
-}
-
-fn error_text(error: &picloud_sdk::Error) -> String {
-    use picloud_sdk::Error;
-    match error {
-        Error::NotFound => "not found".into(),
-        Error::Invalid(m) => format!("invalid: {m}"),
-        Error::Denied(m) => format!("denied: {m}"),
-        Error::Limit(m) => format!("limit: {m}"),
-        Error::Unavailable(m) => format!("unavailable: {m}"),
-        Error::Internal(m) => format!("internal: {m}"),
-    }
 }

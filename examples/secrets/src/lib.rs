@@ -23,7 +23,7 @@ fn handle(request: Request) -> Result<Response> {
     for _ in 0..repeat {
         answer = match call(&op, &name, &request) {
             Ok(text) => text,
-            Err(e) => format!("error: {}", error_text(&e)),
+            Err(e) => format!("error: {}", e.text()),
         };
     }
     Ok(Response::text(answer))
@@ -42,16 +42,4 @@ fn call(op: &str, name: &str, request: &Request) -> Result<String> {
             .map_or_else(|| "absent".into(), |v| v.to_string()),
         other => format!("unknown op {other}"),
     })
-}
-
-fn error_text(error: &picloud_sdk::Error) -> String {
-    use picloud_sdk::Error;
-    match error {
-        Error::NotFound => "not found".into(),
-        Error::Invalid(m) => format!("invalid: {m}"),
-        Error::Denied(m) => format!("denied: {m}"),
-        Error::Limit(m) => format!("limit: {m}"),
-        Error::Unavailable(m) => format!("unavailable: {m}"),
-        Error::Internal(m) => format!("internal: {m}"),
-    }
 }
