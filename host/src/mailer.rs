@@ -14,9 +14,11 @@
 //! size cap. A message with html is sent as `multipart/alternative` (text, then html).
 
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use picloud_runtime::GuestError;
 use picloud_runtime::email::Message;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Largest message (formatted, headers and encoded bodies) unless the operator says
@@ -42,6 +44,9 @@ pub struct MailerConfig {
     /// `smtp://host:port` (plain), `smtp://host?tls=required` (STARTTLS),
     /// `smtps://host` (TLS from the start); `user:password@` for AUTH.
     pub smtp_url: String,
+    /// PEM certificates trusted, besides the public roots, to sign the relay's
+    /// certificate (a relay with a private CA or a self-signed certificate).
+    pub ca_file: Option<PathBuf>,
     /// The From address of apps without their own.
     pub from: String,
     /// Largest formatted message, in bytes.
@@ -82,16 +87,18 @@ impl Mailer {
             .map_err(|e| anyhow::anyhow!("--email-from {:?}: {e}", config.from))?;
         // lettre reads scheme, host, port, `tls=` and credentials from the URL; its
         // error text may quote the URL, which may hold a password: not repeated here.
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url)
             .map_err(|_| {
                 anyhow::anyhow!(
                     "--smtp-url is not a valid SMTP URL: use smtp://host[:port] \
                      (add ?tls=required for STARTTLS), smtps://host[:port], with \
                      user:password@ for authentication"
                 )
-            })?
-            .timeout(Some(SEND_TIMEOUT))
-            .build();
+            })?;
+        if let Some(ca_file) = &config.ca_file {
+            builder = builder.tls(tls_trusting(&config.smtp_url, ca_file)?);
+        }
+        let transport = builder.timeout(Some(SEND_TIMEOUT)).build();
         Ok(Self {
             transport,
             from,
@@ -211,6 +218,46 @@ impl Mailer {
     }
 }
 
+/// The TLS mode of `smtp_url` (lettre's reading of it: `smtps://` is TLS from the
+/// start, `?tls=required` STARTTLS or nothing, `?tls=opportunistic` STARTTLS when
+/// offered), with the relay's certificate checked against the public roots and the
+/// certificates of `ca_file`. A URL without TLS and a file without a certificate are
+/// refused: the operator asked for a trust that would not be used.
+fn tls_trusting(smtp_url: &str, ca_file: &std::path::Path) -> anyhow::Result<Tls> {
+    let shown = ca_file.display();
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| anyhow::anyhow!("--smtp-ca-file {shown} cannot be read: {e}"))?;
+    let no_certificate =
+        || anyhow::anyhow!("--smtp-ca-file {shown} holds no PEM certificate (BEGIN CERTIFICATE)");
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(no_certificate());
+    }
+    let certificate = Certificate::from_pem(&pem).map_err(|_| no_certificate())?;
+    // from_url parsed the same URL already: host and scheme are there.
+    let url = url::Url::parse(smtp_url)?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    let parameters = TlsParameters::builder(host)
+        .add_root_certificate(certificate)
+        .build()
+        .map_err(|e| anyhow::anyhow!("--smtp-ca-file {shown}: {e}"))?;
+    Ok(match (url.scheme(), tls.as_deref()) {
+        ("smtps", _) => Tls::Wrapper(parameters),
+        ("smtp", Some("required")) => Tls::Required(parameters),
+        ("smtp", Some("opportunistic")) => Tls::Opportunistic(parameters),
+        _ => anyhow::bail!(
+            "--smtp-ca-file is for a relay reached over TLS, and --smtp-url uses none: use \
+             smtps://host[:port] or smtp://host[:port]?tls=required"
+        ),
+    })
+}
+
 /// Why a send did not complete.
 #[derive(Debug)]
 pub enum SendError {
@@ -231,6 +278,18 @@ impl SendError {
             )),
             Self::Failed(e) => {
                 tracing::debug!(error = %e, "an email send failed");
+                // An operator's mistake (a relay with a private CA and no
+                // --smtp-ca-file) rather than a guest's: said once, not per send.
+                static TLS_WARNED: std::sync::Once = std::sync::Once::new();
+                if e.is_tls() {
+                    TLS_WARNED.call_once(|| {
+                        tracing::warn!(
+                            error = %e,
+                            "TLS with the SMTP relay failed: is its certificate signed by a \
+                             public CA, or by one given with --smtp-ca-file?"
+                        );
+                    });
+                }
                 let code = e.status().map(|c| c.to_string());
                 match code {
                     Some(code) if e.is_permanent() => {
@@ -291,6 +350,7 @@ mod tests {
     fn mailer() -> Mailer {
         Mailer::new(&MailerConfig {
             smtp_url: "smtp://127.0.0.1:2525".into(),
+            ca_file: None,
             from: "PiCloud <noreply@picloud.test>".into(),
             max_bytes: 4096,
             daily_limit: 10,
@@ -314,6 +374,51 @@ mod tests {
         match mailer().build(m, None) {
             Ok(_) => panic!("built"),
             Err(e) => format!("{e:?}"),
+        }
+    }
+
+    fn config_error(smtp_url: &str, ca_file: &std::path::Path) -> String {
+        match Mailer::new(&MailerConfig {
+            smtp_url: smtp_url.into(),
+            ca_file: Some(ca_file.to_owned()),
+            from: "noreply@picloud.test".into(),
+            max_bytes: 4096,
+            daily_limit: 10,
+        }) {
+            Ok(_) => panic!("{smtp_url} with {ca_file:?} was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_certificate_and_a_tls_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        assert!(config_error("smtps://relay.test", &missing).contains("cannot be read"));
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        assert!(config_error("smtps://relay.test", &junk).contains("holds no PEM certificate"));
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["relay.test".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        assert!(config_error("smtp://relay.test:25", &ca).contains("uses none"));
+        for url in [
+            "smtps://relay.test",
+            "smtp://relay.test?tls=required",
+            "smtp://relay.test?tls=opportunistic",
+        ] {
+            let config = MailerConfig {
+                smtp_url: url.into(),
+                ca_file: Some(ca.clone()),
+                from: "noreply@picloud.test".into(),
+                max_bytes: 4096,
+                daily_limit: 10,
+            };
+            assert!(Mailer::new(&config).is_ok(), "{url}");
         }
     }
 

@@ -182,6 +182,11 @@ pub struct ServeArgs {
     /// `unavailable("email not configured")`.
     #[arg(long, env = "PICLOUD_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
+    /// PEM file of certificates trusted, besides the public roots, to sign the SMTP
+    /// relay's certificate (a relay with a private CA or a self-signed certificate);
+    /// needs a TLS --smtp-url (smtps:// or ?tls=required).
+    #[arg(long, env = "PICLOUD_SMTP_CA_FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
     /// The From address of email of apps without their own (`noreply@example.com` or
     /// `Shop <noreply@example.com>`); required with --smtp-url.
     #[arg(long, env = "PICLOUD_EMAIL_FROM")]
@@ -231,6 +236,7 @@ impl ServeArgs {
             outbound_max_response_bytes: outbound::DEFAULT_MAX_RESPONSE_BYTES,
             outbound_max_calls: outbound::DEFAULT_MAX_CALLS,
             smtp_url: None,
+            smtp_ca_file: None,
             email_from: None,
             email_max_bytes: mailer::DEFAULT_MAX_BYTES,
             email_daily_limit: mailer::DEFAULT_DAILY_LIMIT,
@@ -255,6 +261,7 @@ impl ServeArgs {
         };
         let mailer = mailer::Mailer::new(&mailer::MailerConfig {
             smtp_url: smtp_url.clone(),
+            ca_file: self.smtp_ca_file.clone(),
             from: from.clone(),
             max_bytes: self.email_max_bytes,
             daily_limit: self.email_daily_limit,

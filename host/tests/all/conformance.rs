@@ -357,6 +357,7 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
         Arc::new(
             Mailer::new(&MailerConfig {
                 smtp_url: sink.url(),
+                ca_file: None,
                 from: "noreply@picloud.test".into(),
                 max_bytes: picloud::mailer::DEFAULT_MAX_BYTES,
                 daily_limit: picloud::mailer::DEFAULT_DAILY_LIMIT,

@@ -2,7 +2,9 @@
 //! loopback (aiosmtpd), asserting on what it received; header injection, caps, the
 //! daily count on both backends, unconfigured servers, the per-app From address.
 
-use crate::support::{Backend, SmtpSink, TOKEN, TestDb, TestServer, assert_error, header};
+use crate::support::{
+    Backend, SinkTls, SmtpSink, TOKEN, TestCerts, TestDb, TestServer, assert_error, header,
+};
 use picloud::server::{ServeArgs, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -464,6 +466,96 @@ async fn credentials_in_the_url_authenticate_and_a_failed_send_is_not_counted() 
     let settings = server.admin(Method::GET, "/apps/shop/email", None).await;
     assert_eq!(settings["sent_today"], 1);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_goes_over_tls_only_to_a_relay_whose_certificate_is_trusted() {
+    let certs = TestCerts::generate();
+    let Some(smtps) = SmtpSink::start_with(None, Some((SinkTls::Implicit, &certs))) else {
+        return;
+    };
+    let login = Some(("mailer", "secret"));
+    let starttls = SmtpSink::start_with(login, Some((SinkTls::StartTls, &certs))).unwrap();
+    let plain = SmtpSink::start(None).unwrap();
+    // One data directory for the servers below: the app and its function stay.
+    let dir = tempfile::tempdir().unwrap();
+    let with = |url: String, trusted: bool| ServeArgs {
+        smtp_url: Some(url),
+        smtp_ca_file: trusted.then(|| certs.ca_file()),
+        ..args(dir.path(), None, None)
+    };
+    let one = json!([{ "to": "ada@example.com", "subject": "Hi", "text": "over TLS" }]);
+    let starttls_url = format!(
+        "smtp://mailer:secret@127.0.0.1:{}?tls=required",
+        starttls.port
+    );
+
+    // smtps:// (TLS from the first byte), the relay's CA given by --smtp-ca-file.
+    let server = TestServer::start_with(with(smtps.url(), true)).await;
+    server.create_app("shop").await;
+    deploy_sender(&server, "shop").await;
+    assert!(is_message_id(&send(&server, "shop", one.clone()).await[0]));
+    let received = smtps.received();
+    assert!(
+        received[0]["tls"].as_str().unwrap().starts_with("TLSv1."),
+        "{received:#?}"
+    );
+    assert_eq!(
+        received[0]["parts"][0]["text"].as_str().unwrap().trim_end(),
+        "over TLS"
+    );
+    server.stop().await;
+
+    // STARTTLS with AUTH: the credentials go after the upgrade (the sink refuses mail
+    // before it).
+    let server = TestServer::start_with(with(starttls_url.clone(), true)).await;
+    assert!(is_message_id(&send(&server, "shop", one.clone()).await[0]));
+    let received = starttls.received();
+    assert!(
+        received[0]["tls"].as_str().unwrap().starts_with("TLSv1."),
+        "{received:#?}"
+    );
+    assert_eq!(received[0]["login"], "mailer");
+    server.stop().await;
+
+    // The same relays without --smtp-ca-file: their certificate is not trusted, so
+    // nothing leaves, for either mode.
+    let unreachable = "error: email::send: unavailable: the mail server cannot be reached";
+    for url in [smtps.url(), starttls_url] {
+        let server = TestServer::start_with(with(url.clone(), false)).await;
+        assert_eq!(
+            send(&server, "shop", one.clone()).await[0],
+            unreachable,
+            "{url}"
+        );
+        server.stop().await;
+    }
+    assert_eq!(smtps.received().len(), 1);
+    assert_eq!(starttls.received().len(), 1);
+
+    // ?tls=required to a relay that offers no STARTTLS: no fallback to plain text.
+    let url = format!("smtp://127.0.0.1:{}?tls=required", plain.port);
+    let server = TestServer::start_with(with(url, true)).await;
+    assert_eq!(send(&server, "shop", one.clone()).await[0], unreachable);
+    assert!(plain.received().is_empty());
+    let settings = server.admin(Method::GET, "/apps/shop/email", None).await;
+    assert_eq!(
+        settings["sent_today"], 2,
+        "only the two delivered messages count"
+    );
+    server.stop().await;
+
+    // A CA file with a URL that uses no TLS is a mistake the server refuses to start
+    // with, rather than ignoring the trust it was given.
+    let error = Server::start(&with(plain.url(), true))
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("--smtp-ca-file is for a relay reached over TLS"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,21 +1,26 @@
 """A real SMTP server on loopback for the email tests (aiosmtpd).
 
-    python3 smtp_sink.py DIR [USER PASSWORD]
+    python3 smtp_sink.py DIR [--login USER PASSWORD] [--tls implicit|starttls CERT KEY]
 
 Listens on 127.0.0.1 on a free port and prints the port on its first line. Every message
 it accepts becomes DIR/<n>.json (written whole, then renamed): the envelope (MAIL FROM,
-RCPT TO), the login it authenticated with, the headers as received, and the MIME parts
-(content type and decoded text). With USER and PASSWORD it requires AUTH (PLAIN or
-LOGIN, over plain SMTP: loopback only) and refuses mail without it. It exits when its
-stdin closes, so it never outlives the test that started it.
+RCPT TO), the login it authenticated with, whether the connection was TLS (and its
+version), the headers as received, and the MIME parts (content type and decoded text).
+With --login it requires AUTH (PLAIN or LOGIN; over plain SMTP too: loopback only) and
+refuses mail without it. With --tls implicit it speaks TLS from the first byte (smtps);
+with --tls starttls it offers STARTTLS and refuses mail before it; CERT and KEY are PEM
+files (the certificate chain and its key). It exits when its stdin closes, so it never
+outlives the test that started it.
 """
 
+import argparse
 import asyncio
 import email
 import email.policy
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 import warnings
@@ -40,7 +45,9 @@ class Sink:
                 "content_type": part.get_content_type(),
                 "text": payload.decode(charset, "replace"),
             })
+        tls = server.transport.get_extra_info("ssl_object")
         record = {
+            "tls": tls.version() if tls is not None else None,
             "mail_from": envelope.mail_from,
             "rcpt_to": envelope.rcpt_tos,
             "login": session.auth_data if session.authenticated else None,
@@ -69,21 +76,34 @@ async def main():
     # Plain-text AUTH on loopback is the point here, not a risk.
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
-    directory = sys.argv[1]
-    user = sys.argv[2] if len(sys.argv) > 3 else None
-    password = sys.argv[3] if len(sys.argv) > 3 else None
-    sink = Sink(directory)
-    if user is None:
-        factory = lambda: SMTP(sink, data_size_limit=64 * 1024 * 1024)
-    else:
-        factory = lambda: SMTP(
-            sink,
-            data_size_limit=64 * 1024 * 1024,
-            authenticator=authenticator(user, password),
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir")
+    parser.add_argument("--login", nargs=2, metavar=("USER", "PASSWORD"))
+    parser.add_argument("--tls", nargs=3, metavar=("MODE", "CERT", "KEY"))
+    args = parser.parse_args()
+    sink = Sink(args.dir)
+    options = {"data_size_limit": 64 * 1024 * 1024}
+    if args.login:
+        options.update(
+            authenticator=authenticator(*args.login),
             auth_required=True,
             auth_require_tls=False,
         )
-    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+    implicit = None
+    if args.tls:
+        mode, cert, key = args.tls
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        if mode == "implicit":
+            implicit = context
+        elif mode == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            sys.exit(f"--tls {mode}: implicit or starttls")
+    factory = lambda: SMTP(sink, **options)
+    server = await asyncio.get_running_loop().create_server(
+        factory, "127.0.0.1", 0, ssl=implicit
+    )
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 

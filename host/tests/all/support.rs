@@ -274,6 +274,7 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
 /// it answers `250`, so a send that returned is already there. Stopped when dropped.
 pub struct SmtpSink {
     pub port: u16,
+    tls: Option<SinkTls>,
     dir: TempDir,
     child: std::process::Child,
 }
@@ -283,6 +284,15 @@ impl SmtpSink {
     /// when python3 with aiosmtpd is missing outside CI. In CI (`CI` set) a missing
     /// aiosmtpd fails the test: `.ci/run` installs it.
     pub fn start(login: Option<(&str, &str)>) -> Option<Self> {
+        Self::start_with(login, None)
+    }
+
+    /// A sink speaking TLS with `certs`' server certificate: from the first byte
+    /// ([`SinkTls::Implicit`], smtps) or after STARTTLS, which it then requires.
+    pub fn start_with(
+        login: Option<(&str, &str)>,
+        tls: Option<(SinkTls, &TestCerts)>,
+    ) -> Option<Self> {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         let available = Command::new("python3")
@@ -306,7 +316,17 @@ impl SmtpSink {
         let mut command = Command::new("python3");
         command.arg(&script).arg(dir.path());
         if let Some((user, password)) = login {
-            command.args([user, password]);
+            command.args(["--login", user, password]);
+        }
+        if let Some((mode, certs)) = tls {
+            let mode = match mode {
+                SinkTls::Implicit => "implicit",
+                SinkTls::StartTls => "starttls",
+            };
+            command
+                .args(["--tls", mode])
+                .arg(certs.dir.path().join("server.pem"))
+                .arg(certs.dir.path().join("server.key"));
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -321,15 +341,27 @@ impl SmtpSink {
             .trim()
             .parse()
             .unwrap_or_else(|_| panic!("smtp_sink.py printed {first:?}, not its port"));
-        Some(Self { port, dir, child })
+        let tls = tls.map(|(mode, _)| mode);
+        Some(Self {
+            port,
+            tls,
+            dir,
+            child,
+        })
     }
 
-    /// `smtp://127.0.0.1:PORT`.
+    /// `smtp://127.0.0.1:PORT`, `smtps://…` for implicit TLS, `…?tls=required` for
+    /// STARTTLS.
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("smtp://127.0.0.1:{}", self.port),
+            Some(SinkTls::Implicit) => format!("smtps://127.0.0.1:{}", self.port),
+            Some(SinkTls::StartTls) => format!("smtp://127.0.0.1:{}?tls=required", self.port),
+        }
     }
 
-    /// The messages received so far, oldest first: `mail_from`, `rcpt_to`, `login`,
+    /// The messages received so far, oldest first: `tls` (the TLS version or null),
+    /// `mail_from`, `rcpt_to`, `login`,
     /// `headers` (`[name, value]` as received), `content_type`, `parts`
     /// (`content_type`, decoded `text`) and `raw`.
     pub fn received(&self) -> Vec<Value> {
@@ -350,6 +382,51 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// How an [`SmtpSink`] speaks TLS.
+#[derive(Clone, Copy, Debug)]
+pub enum SinkTls {
+    /// TLS from the first byte (smtps, port 465 style).
+    Implicit,
+    /// Plain until STARTTLS, which the sink requires before mail.
+    StartTls,
+}
+
+/// A private CA and a server certificate it signed for `127.0.0.1` and `localhost`,
+/// as PEM files in a temporary directory: `ca.pem` (what a client trusts),
+/// `server.pem` (the server's chain), `server.key`.
+pub struct TestCerts {
+    dir: TempDir,
+}
+
+impl TestCerts {
+    pub fn generate() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "PiCloud test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let ca = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let server = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+        std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+        Self { dir }
+    }
+
+    /// The CA certificate a client is told to trust.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 }
 
