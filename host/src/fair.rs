@@ -25,6 +25,12 @@
 //!    tenant to 0.10× of its requests/s and p99 ×13 without this rule; 0.69× and ×2.2
 //!    with it, `cargo bench --bench fairness`).
 //!
+//! Long SQL runs under the same slots: a tenant's SQLite statement that has run for
+//! longer than [`FRESH_CPU`] holds one of its app's slots for each further millisecond
+//! (taken on the connection's own thread with [`CpuScheduler::block_for_slot`], see
+//! `storage::conn`), so an app's heavy queries and its guests' loops together keep to
+//! the app's share of the CPU.
+//!
 //! A long runner's slice never takes the last worker thread that is not already running
 //! one: past that it runs under [`tokio::task::block_in_place`], so some worker always
 //! reads new requests (with every worker in a slice, tokio polls the network only between
@@ -219,6 +225,107 @@ impl CpuScheduler {
         }
     }
 
+    /// Blocks the calling thread, which must not be one of tokio's workers (a SQLite
+    /// connection's own thread), until app `app` may run a long slice, as a long runner
+    /// of that app; `None` once `deadline` passes first. The slot counts against the
+    /// app's share like its invocations' slices.
+    pub fn block_for_slot(
+        self: &Arc<Self>,
+        app: &Arc<str>,
+        deadline: Option<Instant>,
+    ) -> Option<ThreadSlot> {
+        let started = self.arrivals.fetch_add(1, Ordering::Relaxed);
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut waiting = None;
+        loop {
+            if self.acquire(app, false, started, &mut waiting, &waker) {
+                return Some(ThreadSlot {
+                    scheduler: self.clone(),
+                    app: app.clone(),
+                });
+            }
+            match deadline {
+                None => std::thread::park(),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        if let Some(id) = waiting.take() {
+                            self.withdraw(app, id, false);
+                        }
+                        return None;
+                    }
+                    std::thread::park_timeout(deadline - now);
+                }
+            }
+        }
+    }
+
+    /// Takes a slot for a slice of `app` (fresh or long; `started` is its arrival
+    /// number), or queues for one: `waiting` is the waiter's id while queued, `waker`
+    /// what wakes it when a slot is granted. Answers whether the slot is held now.
+    fn acquire(
+        &self,
+        app: &Arc<str>,
+        fresh: bool,
+        started: u64,
+        waiting: &mut Option<u64>,
+        waker: &Waker,
+    ) -> bool {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        let has_slot = match waiting.take() {
+            Some(id) => match state.granted.iter().position(|&g| g == id) {
+                Some(at) => {
+                    state.granted.swap_remove(at);
+                    true
+                }
+                None => {
+                    // Still queued: refresh the waker (a spurious or outside wake-up).
+                    let entry = state.apps.get_mut(app).expect("a waiter's app");
+                    if let Some(w) = entry.waiters.iter_mut().find(|w| w.id == id) {
+                        w.waker.clone_from(waker);
+                    }
+                    *waiting = Some(id);
+                    false
+                }
+            },
+            None => self.try_take(&mut state, app, fresh, now),
+        };
+        if !has_slot && waiting.is_none() {
+            state.next_waiter += 1;
+            let id = state.next_waiter;
+            state
+                .apps
+                .entry(app.clone())
+                .or_insert_with(|| AppShare::new(now))
+                .waiters
+                .push_back(Waiter {
+                    id,
+                    fresh,
+                    started,
+                    waker: waker.clone(),
+                });
+            *waiting = Some(id);
+            // A slot may be free while this app is at its share: another app's waiter
+            // may take it.
+            self.hand_out(&mut state, now);
+        }
+        has_slot
+    }
+
+    /// Withdraws waiter `id` of `app`: out of the queue, or, when it was granted a slot
+    /// it never used, the slot passes on.
+    fn withdraw(&self, app: &Arc<str>, id: u64, fresh: bool) {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        if let Some(at) = state.granted.iter().position(|&g| g == id) {
+            state.granted.swap_remove(at);
+            self.release(&mut state, app, fresh, now);
+        } else if let Some(entry) = state.apps.get_mut(app) {
+            entry.waiters.retain(|w| w.id != id);
+        }
+    }
+
     /// The slot share of one app while `active` apps are active.
     fn share(&self, active: usize) -> usize {
         (self.slots / active.max(1)).max(1)
@@ -365,49 +472,14 @@ impl<F: Future> Future for Scheduled<F> {
         let this = self.get_mut();
         let scheduler = this.scheduler.clone();
         let fresh = this.cpu < FRESH_CPU;
-        {
-            let now = Instant::now();
-            let mut state = lock(&scheduler.state);
-            let has_slot = match this.waiting.take() {
-                Some(id) => match state.granted.iter().position(|&g| g == id) {
-                    Some(at) => {
-                        state.granted.swap_remove(at);
-                        true
-                    }
-                    None => {
-                        // Still queued: refresh the waker (a spurious or outside wake-up).
-                        let entry = state.apps.get_mut(&this.app).expect("a waiter's app");
-                        if let Some(w) = entry.waiters.iter_mut().find(|w| w.id == id) {
-                            w.waker.clone_from(cx.waker());
-                        }
-                        this.waiting = Some(id);
-                        false
-                    }
-                },
-                None => scheduler.try_take(&mut state, &this.app, fresh, now),
-            };
-            if !has_slot {
-                if this.waiting.is_none() {
-                    state.next_waiter += 1;
-                    let id = state.next_waiter;
-                    state
-                        .apps
-                        .entry(this.app.clone())
-                        .or_insert_with(|| AppShare::new(now))
-                        .waiters
-                        .push_back(Waiter {
-                            id,
-                            fresh,
-                            started: this.started,
-                            waker: cx.waker().clone(),
-                        });
-                    this.waiting = Some(id);
-                    // A slot may be free while this app is at its share: another app's
-                    // waiter may take it.
-                    scheduler.hand_out(&mut state, now);
-                }
-                return Poll::Pending;
-            }
+        if !scheduler.acquire(
+            &this.app,
+            fresh,
+            this.started,
+            &mut this.waiting,
+            cx.waker(),
+        ) {
+            return Poll::Pending;
         }
         let started = Instant::now();
         let result = if fresh {
@@ -424,19 +496,46 @@ impl<F: Future> Future for Scheduled<F> {
 
 impl<F> Drop for Scheduled<F> {
     fn drop(&mut self) {
-        let Some(id) = self.waiting.take() else {
-            return;
-        };
-        let now = Instant::now();
-        let mut state = lock(&self.scheduler.state);
-        if let Some(at) = state.granted.iter().position(|&g| g == id) {
-            // Granted but dropped before it ran: the slot goes to the next waiter.
-            state.granted.swap_remove(at);
-            let fresh = self.cpu < FRESH_CPU;
-            self.scheduler.release(&mut state, &self.app, fresh, now);
-        } else if let Some(entry) = state.apps.get_mut(&self.app) {
-            entry.waiters.retain(|w| w.id != id);
+        if let Some(id) = self.waiting.take() {
+            self.scheduler.withdraw(&self.app, id, self.cpu < FRESH_CPU);
         }
+    }
+}
+
+/// A CPU slot held by a thread outside tokio's workers for a long slice of app `app`'s
+/// work (a SQLite connection's thread running a long statement); given back when
+/// dropped.
+pub struct ThreadSlot {
+    scheduler: Arc<CpuScheduler>,
+    app: Arc<str>,
+}
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        let mut state = lock(&self.scheduler.state);
+        self.scheduler
+            .release(&mut state, &self.app, false, Instant::now());
+    }
+}
+
+impl std::fmt::Debug for ThreadSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadSlot")
+            .field("app", &self.app)
+            .finish()
+    }
+}
+
+/// Wakes a thread parked in [`CpuScheduler::block_for_slot`].
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
     }
 }
 
@@ -611,6 +710,34 @@ mod tests {
         });
         assert_eq!(lock(&scheduler.state).granted, [next]);
         assert_eq!(lock(&scheduler.state).free, 0);
+    }
+
+    #[test]
+    fn a_thread_waits_for_a_slot_and_gives_up_at_its_deadline() {
+        let scheduler = Arc::new(CpuScheduler::new(1));
+        let (a, b) = (app("a"), app("b"));
+        let held = scheduler.block_for_slot(&a, None).unwrap();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(scheduler.block_for_slot(&b, Some(soon)).is_none());
+        assert!(
+            lock(&scheduler.state).apps[&b].waiters.is_empty(),
+            "gone from the queue"
+        );
+        // A thread waiting without a deadline gets the slot when it is given back.
+        let waiter = {
+            let (scheduler, b) = (scheduler.clone(), b.clone());
+            std::thread::spawn(move || scheduler.block_for_slot(&b, None).is_some())
+        };
+        while lock(&scheduler.state).apps[&b].waiters.is_empty() {
+            std::thread::yield_now();
+        }
+        drop(held);
+        assert!(waiter.join().unwrap());
+        assert_eq!(
+            lock(&scheduler.state).free,
+            1,
+            "its slot went back when dropped"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,6 +192,11 @@ impl Invoker {
         cpu_slots: usize,
         quotas: Arc<FuelQuotas>,
     ) -> Self {
+        let cpu = (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots)));
+        let db = match &cpu {
+            Some(cpu) => db.with_cpu(cpu.clone()),
+            None => db,
+        };
         Self {
             quotas,
             db,
@@ -201,7 +206,7 @@ impl Invoker {
             functions: Mutex::default(),
             gates,
             capacity: Slots::new(runtime.max_instances()),
-            cpu: (cpu_slots > 0).then(|| Arc::new(CpuScheduler::new(cpu_slots))),
+            cpu,
             runtime,
             rhai_shim: OnceCell::new(),
             compiling: RwLock::new(()),

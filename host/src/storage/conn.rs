@@ -15,10 +15,21 @@
 //! its app's share of the tenant pool (half of it), so the other half always serves other
 //! apps. Unscoped calls (the admin API, tests) use the host pool as they are.
 //!
+//! SQLite statements run on each connection's own thread, outside the fair CPU scheduler
+//! of the invocations ([`crate::fair`]). So that an app's heavy queries cannot take the
+//! cores its neighbours' requests need, a statement of an invocation that has run past
+//! [`FRESH_CPU`] must hold one of its app's CPU slots ([`SqlGate`]): its progress handler
+//! takes one (waiting on the connection's thread, at most until the deadline) and gives
+//! it back every [`SQL_SLICE`] so others' slices interleave. Short statements, nearly
+//! all of them, never touch the scheduler. (PostgreSQL runs statements in its own
+//! processes, which PiCloud cannot pause: there `statement_timeout` and the app's share
+//! of connections bound them.)
+//!
 //! [`Conn`] is an [`Executor`] over `Any`: the storage code runs the same queries on
 //! either kind of connection, through the drivers' `AnyConnectionBackend`.
 
 use super::{Dialect, StorageError, StorageResult};
+use crate::fair::{CpuScheduler, FRESH_CPU, ThreadSlot};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -35,6 +46,9 @@ use tokio::time::Instant;
 /// clock (tens of ns), a step costs about as much, so one check in 1000 steps is noise
 /// while an interrupt still lands well within a millisecond.
 const PROGRESS_STEPS: i32 = 1000;
+/// How long a long statement holds a CPU slot before giving others a turn: the epoch
+/// tick at which guests yield.
+const SQL_SLICE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The tenant pool.
 #[derive(Clone)]
@@ -114,17 +128,128 @@ impl Shares {
 }
 
 /// The bounds of one app's calls: its share of the tenant pool and, for an invocation,
-/// its deadline.
+/// its deadline and the CPU scheduler its long statements run under.
 pub(crate) struct Scope {
     share: Arc<Semaphore>,
     deadline: Option<Instant>,
+    cpu: Option<(Arc<CpuScheduler>, Arc<str>)>,
 }
 
 impl Scope {
-    pub(crate) fn new(shares: &Shares, app_id: &str, deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(
+        shares: &Shares,
+        app_id: &str,
+        deadline: Option<Instant>,
+        cpu: Option<&Arc<CpuScheduler>>,
+    ) -> Self {
         Self {
             share: shares.of(app_id),
             deadline,
+            cpu: cpu.map(|cpu| (cpu.clone(), app_id.into())),
+        }
+    }
+}
+
+/// Keeps an app's long SQLite statements within its CPU share (module docs). The
+/// connection's progress handler calls [`SqlGate::on_progress`] on the connection's
+/// thread; the statement's start and end are marked from the async side.
+pub(crate) struct SqlGate {
+    cpu: Arc<CpuScheduler>,
+    app: Arc<str>,
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// When the running statement started (`None` between statements).
+    statement: Option<std::time::Instant>,
+    /// The slot a long statement holds and when its slice began.
+    slot: Option<(ThreadSlot, std::time::Instant)>,
+}
+
+impl SqlGate {
+    fn new(cpu: Arc<CpuScheduler>, app: Arc<str>) -> Self {
+        Self {
+            cpu,
+            app,
+            state: Mutex::default(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A statement starts.
+    fn begin_statement(&self) {
+        let mut state = self.state();
+        state.statement = Some(std::time::Instant::now());
+        state.slot = None;
+    }
+
+    /// The statement ended (or its caller gave up on it): its slot goes back.
+    fn end_statement(&self) {
+        let slot = {
+            let mut state = self.state();
+            state.statement = None;
+            state.slot.take()
+        };
+        drop(slot);
+    }
+
+    /// Whether the statement may go on (on the connection's thread, every
+    /// [`PROGRESS_STEPS`] steps): at once while it is fresh or within its slice; past
+    /// its slice it gives its slot back and waits for the next, and past `deadline`
+    /// (also while waiting) it is interrupted.
+    fn on_progress(&self, deadline: Option<std::time::Instant>) -> bool {
+        let now = std::time::Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return false;
+        }
+        let slot = {
+            let mut state = self.state();
+            let Some(started) = state.statement else {
+                return true;
+            };
+            if now.duration_since(started) < FRESH_CPU {
+                return true;
+            }
+            if let Some((_, slice)) = &state.slot
+                && now.duration_since(*slice) < SQL_SLICE
+            {
+                return true;
+            }
+            state.slot.take()
+        };
+        // The slice is over: give the slot back (a waiter may take it), then queue.
+        drop(slot);
+        let Some(slot) = self.cpu.block_for_slot(&self.app, deadline) else {
+            return false;
+        };
+        let mut state = self.state();
+        if state.statement.is_some() {
+            state.slot = Some((slot, std::time::Instant::now()));
+        }
+        true
+    }
+}
+
+/// Ends the gate's statement when the statement's future or stream is dropped.
+struct Statement(Option<Arc<SqlGate>>);
+
+impl Statement {
+    fn begin(gate: &Option<Arc<SqlGate>>) -> Self {
+        if let Some(gate) = gate {
+            gate.begin_statement();
+        }
+        Self(gate.clone())
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        if let Some(gate) = &self.0 {
+            gate.end_statement();
         }
     }
 }
@@ -140,6 +265,8 @@ enum Inner {
 pub struct Conn {
     inner: Inner,
     deadline: Option<Instant>,
+    /// For a SQLite connection of an invocation under the fair scheduler.
+    gate: Option<Arc<SqlGate>>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -159,6 +286,7 @@ impl Conn {
         Ok(Self {
             inner: Inner::Host(pool.acquire().await?),
             deadline: None,
+            gate: None,
             _permit: None,
         })
     }
@@ -173,15 +301,24 @@ impl Conn {
         let permit = until(deadline, scope.share.clone().acquire_owned())
             .await?
             .map_err(|_| StorageError::Deadline)?;
+        let mut gate = None;
         let inner = match pool {
             TenantPool::Sqlite(pool) => {
                 let mut conn = until(deadline, pool.acquire()).await??;
                 let mut handle = until(deadline, conn.lock_handle()).await??;
-                match deadline.map(Instant::into_std) {
-                    Some(deadline) => handle.set_progress_handler(PROGRESS_STEPS, move || {
-                        std::time::Instant::now() < deadline
-                    }),
-                    None => handle.remove_progress_handler(),
+                let deadline = deadline.map(Instant::into_std);
+                gate = scope
+                    .cpu
+                    .as_ref()
+                    .map(|(cpu, app)| Arc::new(SqlGate::new(cpu.clone(), app.clone())));
+                match (deadline, gate.clone()) {
+                    (_, Some(gate)) => handle
+                        .set_progress_handler(PROGRESS_STEPS, move || gate.on_progress(deadline)),
+                    (Some(deadline), None) => handle
+                        .set_progress_handler(PROGRESS_STEPS, move || {
+                            std::time::Instant::now() < deadline
+                        }),
+                    (None, None) => handle.remove_progress_handler(),
                 }
                 drop(handle);
                 Inner::Sqlite(conn)
@@ -206,6 +343,7 @@ impl Conn {
         Ok(Self {
             inner,
             deadline,
+            gate,
             _permit: Some(permit),
         })
     }
@@ -291,7 +429,14 @@ impl<'c> Executor<'c> for &'c mut Conn {
             Ok(arguments) => arguments,
             Err(e) => return futures_util::stream::once(std::future::ready(Err(e))).boxed(),
         };
-        backend.fetch_many(query.sql(), query.persistent(), arguments)
+        let statement = Statement::begin(&self.gate);
+        backend
+            .fetch_many(query.sql(), query.persistent(), arguments)
+            .map(move |item| {
+                let _ = &statement;
+                item
+            })
+            .boxed()
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -314,7 +459,14 @@ impl<'c> Executor<'c> for &'c mut Conn {
             Ok(arguments) => arguments,
             Err(e) => return std::future::ready(Err(e)).boxed(),
         };
-        backend.fetch_optional(query.sql(), query.persistent(), arguments)
+        let statement = Statement::begin(&self.gate);
+        backend
+            .fetch_optional(query.sql(), query.persistent(), arguments)
+            .map(move |row| {
+                drop(statement);
+                row
+            })
+            .boxed()
     }
 
     fn prepare_with<'e, 'q: 'e>(

@@ -128,6 +128,8 @@ pub struct Db {
     tenant: conn::TenantPool,
     shares: std::sync::Arc<conn::Shares>,
     scope: Option<std::sync::Arc<conn::Scope>>,
+    /// The fair CPU scheduler long statements of [`Db::for_app`] calls run under.
+    cpu: Option<std::sync::Arc<crate::fair::CpuScheduler>>,
     dialect: Dialect,
     files: std::sync::Arc<files::FilesConfig>,
     /// The keys secrets are sealed with; `None` until the server loaded them (the
@@ -191,6 +193,7 @@ impl Db {
             tenant,
             shares: std::sync::Arc::new(conn::Shares::new(tenant_size)),
             scope: None,
+            cpu: None,
             dialect,
             files: Default::default(),
             secret_keys: None,
@@ -207,6 +210,7 @@ impl Db {
                 &self.shares,
                 app_id,
                 deadline,
+                self.cpu.as_ref(),
             ))),
             ..self.clone()
         }
@@ -223,6 +227,16 @@ impl Db {
         match &self.scope {
             Some(scope) => Conn::tenant(&self.tenant, scope).await,
             None => Conn::host(&self.pool).await,
+        }
+    }
+
+    /// This database with long SQLite statements of [`Db::for_app`] calls under `cpu`,
+    /// within their app's share of it (see the docs of `storage::conn`).
+    #[must_use]
+    pub fn with_cpu(self, cpu: std::sync::Arc<crate::fair::CpuScheduler>) -> Self {
+        Self {
+            cpu: Some(cpu),
+            ..self
         }
     }
 
