@@ -181,6 +181,17 @@ impl CpuScheduler {
     /// Runs `future` (an invocation of app `app`) under the scheduler: each poll holds a
     /// CPU slot. Answers the future's output.
     pub async fn run<F: Future>(self: &Arc<Self>, app: Arc<str>, future: F) -> F::Output {
+        self.run_held(app, Held::default(), future).await
+    }
+
+    /// [`CpuScheduler::run`] for an invocation whose SQL takes slots on its behalf
+    /// with `held` (see [`Held`]).
+    pub async fn run_held<F: Future>(
+        self: &Arc<Self>,
+        app: Arc<str>,
+        held: Held,
+        future: F,
+    ) -> F::Output {
         Scheduled {
             scheduler: self.clone(),
             app,
@@ -188,6 +199,7 @@ impl CpuScheduler {
             cpu: Duration::ZERO,
             started: self.arrivals.fetch_add(1, Ordering::Relaxed),
             waiting: None,
+            held,
         }
         .await
     }
@@ -233,15 +245,20 @@ impl CpuScheduler {
         self: &Arc<Self>,
         app: &Arc<str>,
         deadline: Option<Instant>,
+        held: Option<&Held>,
     ) -> Option<ThreadSlot> {
         let started = self.arrivals.fetch_add(1, Ordering::Relaxed);
         let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
         let mut waiting = None;
         loop {
             if self.acquire(app, false, started, &mut waiting, &waker) {
+                if let Some(held) = held {
+                    held.0.fetch_add(1, Ordering::AcqRel);
+                }
                 return Some(ThreadSlot {
                     scheduler: self.clone(),
                     app: app.clone(),
+                    held: held.cloned(),
                 });
             }
             match deadline {
@@ -463,6 +480,8 @@ struct Scheduled<F> {
     started: u64,
     /// The waiter id while queued for a slot.
     waiting: Option<u64>,
+    /// Slots its SQL holds for it.
+    held: Held,
 }
 
 impl<F: Future> Future for Scheduled<F> {
@@ -472,6 +491,16 @@ impl<F: Future> Future for Scheduled<F> {
         let this = self.get_mut();
         let scheduler = this.scheduler.clone();
         let fresh = this.cpu < FRESH_CPU;
+        if this.held.any() {
+            // Its SQL holds a slot: read the statement's rows under it (see `Held`).
+            if let Some(id) = this.waiting.take() {
+                scheduler.withdraw(&this.app, id, fresh);
+            }
+            let started = Instant::now();
+            let result = this.future.as_mut().poll(cx);
+            this.cpu += started.elapsed();
+            return result;
+        }
         if !scheduler.acquire(
             &this.app,
             fresh,
@@ -508,10 +537,29 @@ impl<F> Drop for Scheduled<F> {
 pub struct ThreadSlot {
     scheduler: Arc<CpuScheduler>,
     app: Arc<str>,
+    held: Option<Held>,
+}
+
+/// The slots held on an invocation's behalf by its SQL ([`ThreadSlot`]s). While one is
+/// held the invocation itself is polled without taking another: it is one logical
+/// thread of work, either in the guest or in its SQL, and a statement's rows are read
+/// by the invocation's polls (a statement holding the app's only slot while it waits
+/// for its rows to be read, and the invocation waiting for a slot to read them, would
+/// otherwise wait for each other).
+#[derive(Clone, Default, Debug)]
+pub struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
 }
 
 impl Drop for ThreadSlot {
     fn drop(&mut self) {
+        if let Some(held) = &self.held {
+            held.0.fetch_sub(1, Ordering::AcqRel);
+        }
         let mut state = lock(&self.scheduler.state);
         self.scheduler
             .release(&mut state, &self.app, false, Instant::now());
@@ -707,6 +755,7 @@ mod tests {
             cpu: Duration::ZERO,
             started: 0,
             waiting: Some(gone),
+            held: Held::default(),
         });
         assert_eq!(lock(&scheduler.state).granted, [next]);
         assert_eq!(lock(&scheduler.state).free, 0);
@@ -716,9 +765,9 @@ mod tests {
     fn a_thread_waits_for_a_slot_and_gives_up_at_its_deadline() {
         let scheduler = Arc::new(CpuScheduler::new(1));
         let (a, b) = (app("a"), app("b"));
-        let held = scheduler.block_for_slot(&a, None).unwrap();
+        let held = scheduler.block_for_slot(&a, None, None).unwrap();
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(scheduler.block_for_slot(&b, Some(soon)).is_none());
+        assert!(scheduler.block_for_slot(&b, Some(soon), None).is_none());
         assert!(
             lock(&scheduler.state).apps[&b].waiters.is_empty(),
             "gone from the queue"
@@ -726,7 +775,7 @@ mod tests {
         // A thread waiting without a deadline gets the slot when it is given back.
         let waiter = {
             let (scheduler, b) = (scheduler.clone(), b.clone());
-            std::thread::spawn(move || scheduler.block_for_slot(&b, None).is_some())
+            std::thread::spawn(move || scheduler.block_for_slot(&b, None, None).is_some())
         };
         while lock(&scheduler.state).apps[&b].waiters.is_empty() {
             std::thread::yield_now();

@@ -533,9 +533,11 @@ impl Invoker {
             event: request.event.clone(),
         };
         let deadline = tokio::time::Instant::now() + app.limits.timeout();
+        let held = crate::fair::Held::default();
+        let db = self.db.for_invocation(held.clone());
         let mut sdk = match &function.prepared.script {
             Some(source) => HostSdk::with_script(
-                &self.db,
+                &db,
                 &app.id,
                 Some(deadline),
                 Script {
@@ -543,7 +545,7 @@ impl Invoker {
                     limits: app.limits,
                 },
             ),
-            None => HostSdk::with_deadline(&self.db, &app.id, deadline),
+            None => HostSdk::with_deadline(&db, &app.id, deadline),
         };
         let calls = CallLog::default();
         if let Some(outbound) = &self.outbound {
@@ -557,7 +559,7 @@ impl Invoker {
         if let Some(mailer) = &self.mailer {
             sdk = sdk.with_email(EmailService::new(
                 mailer.clone(),
-                self.db.for_app(&app.id, Some(deadline)),
+                db.for_app(&app.id, Some(deadline)),
                 app.id.as_str().into(),
                 self.quotas.clock().clone(),
                 Some(deadline),
@@ -573,7 +575,7 @@ impl Invoker {
             sdk,
         );
         let outcome = match &self.cpu {
-            Some(cpu) => cpu.run(app.id.as_str().into(), run).await,
+            Some(cpu) => cpu.run_held(app.id.as_str().into(), held, run).await,
             None => run.await,
         };
         let Outcome {

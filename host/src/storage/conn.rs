@@ -29,7 +29,7 @@
 //! either kind of connection, through the drivers' `AnyConnectionBackend`.
 
 use super::{Dialect, StorageError, StorageResult};
-use crate::fair::{CpuScheduler, FRESH_CPU, ThreadSlot};
+use crate::fair::{CpuScheduler, FRESH_CPU, Held, ThreadSlot};
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -132,7 +132,7 @@ impl Shares {
 pub(crate) struct Scope {
     share: Arc<Semaphore>,
     deadline: Option<Instant>,
-    cpu: Option<(Arc<CpuScheduler>, Arc<str>)>,
+    cpu: Option<(Arc<CpuScheduler>, Arc<str>, Option<Held>)>,
 }
 
 impl Scope {
@@ -140,12 +140,12 @@ impl Scope {
         shares: &Shares,
         app_id: &str,
         deadline: Option<Instant>,
-        cpu: Option<&Arc<CpuScheduler>>,
+        cpu: Option<(&Arc<CpuScheduler>, Option<&Held>)>,
     ) -> Self {
         Self {
             share: shares.of(app_id),
             deadline,
-            cpu: cpu.map(|cpu| (cpu.clone(), app_id.into())),
+            cpu: cpu.map(|(cpu, held)| (cpu.clone(), app_id.into(), held.cloned())),
         }
     }
 }
@@ -156,6 +156,8 @@ impl Scope {
 pub(crate) struct SqlGate {
     cpu: Arc<CpuScheduler>,
     app: Arc<str>,
+    /// The invocation's count of slots its SQL holds (see [`Held`]).
+    held: Option<Held>,
     state: Mutex<GateState>,
 }
 
@@ -168,10 +170,11 @@ struct GateState {
 }
 
 impl SqlGate {
-    fn new(cpu: Arc<CpuScheduler>, app: Arc<str>) -> Self {
+    fn new(cpu: Arc<CpuScheduler>, app: Arc<str>, held: Option<Held>) -> Self {
         Self {
             cpu,
             app,
+            held,
             state: Mutex::default(),
         }
     }
@@ -223,7 +226,10 @@ impl SqlGate {
         };
         // The slice is over: give the slot back (a waiter may take it), then queue.
         drop(slot);
-        let Some(slot) = self.cpu.block_for_slot(&self.app, deadline) else {
+        let Some(slot) = self
+            .cpu
+            .block_for_slot(&self.app, deadline, self.held.as_ref())
+        else {
             return false;
         };
         let mut state = self.state();
@@ -307,10 +313,9 @@ impl Conn {
                 let mut conn = until(deadline, pool.acquire()).await??;
                 let mut handle = until(deadline, conn.lock_handle()).await??;
                 let deadline = deadline.map(Instant::into_std);
-                gate = scope
-                    .cpu
-                    .as_ref()
-                    .map(|(cpu, app)| Arc::new(SqlGate::new(cpu.clone(), app.clone())));
+                gate = scope.cpu.as_ref().map(|(cpu, app, held)| {
+                    Arc::new(SqlGate::new(cpu.clone(), app.clone(), held.clone()))
+                });
                 match (deadline, gate.clone()) {
                     (_, Some(gate)) => handle
                         .set_progress_handler(PROGRESS_STEPS, move || gate.on_progress(deadline)),

@@ -130,6 +130,8 @@ pub struct Db {
     scope: Option<std::sync::Arc<conn::Scope>>,
     /// The fair CPU scheduler long statements of [`Db::for_app`] calls run under.
     cpu: Option<std::sync::Arc<crate::fair::CpuScheduler>>,
+    /// The invocation the slots those statements take are held for.
+    held: Option<crate::fair::Held>,
     dialect: Dialect,
     files: std::sync::Arc<files::FilesConfig>,
     /// The keys secrets are sealed with; `None` until the server loaded them (the
@@ -194,6 +196,7 @@ impl Db {
             shares: std::sync::Arc::new(conn::Shares::new(tenant_size)),
             scope: None,
             cpu: None,
+            held: None,
             dialect,
             files: Default::default(),
             secret_keys: None,
@@ -210,7 +213,7 @@ impl Db {
                 &self.shares,
                 app_id,
                 deadline,
-                self.cpu.as_ref(),
+                self.cpu.as_ref().map(|cpu| (cpu, self.held.as_ref())),
             ))),
             ..self.clone()
         }
@@ -237,6 +240,16 @@ impl Db {
         Self {
             cpu: Some(cpu),
             ..self
+        }
+    }
+
+    /// This database for one invocation: the CPU slots its long statements take are
+    /// held on its behalf (see [`crate::fair::Held`]).
+    #[must_use]
+    pub fn for_invocation(&self, held: crate::fair::Held) -> Self {
+        Self {
+            held: Some(held),
+            ..self.clone()
         }
     }
 

@@ -45,6 +45,57 @@ async fn sqlite_long_statements_of_an_app_run_only_within_its_cpu_share() {
     long_statements_run_only_within_the_apps_cpu_share(Backend::Sqlite).await
 }
 
+// A long statement holds its app's only CPU slot while its rows stream out (more than
+// the connection's row channel holds); the invocation reading them runs under that
+// slot. Found by the soak: before, the statement waited for its rows to be read and the
+// invocation waited for the slot to read them, and the whole app (and the host, with one
+// slot) stood still.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_long_statement_holding_the_only_slot_still_has_its_rows_read() {
+    let Some((_t, db, ids)) = db_with_apps(Backend::Sqlite, &["a"]).await else {
+        return;
+    };
+    let a = ids[0].clone();
+    let text: String = (0..1000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let docs: Vec<(String, String)> = (0..1500)
+        .map(|i| {
+            let body = json!({ "n": i, "text": text, "k": format!("{:x}", i * 7919) });
+            (format!("d{i:04}"), body.to_string())
+        })
+        .collect();
+    db.docs_import(&a, "big", &docs).await.unwrap();
+    // Twenty searches that fail before one that matches: every document matches, after
+    // milliseconds of work, and the sort means no row leaves before the scan ends.
+    let mut any: Vec<_> = (0..20)
+        .map(|i| json!({ "text": { "$contains": format!("zz{i}") } }))
+        .collect();
+    any.push(json!({ "text": { "$contains": "abc" } }));
+    let query = json!({ "$or": any }).to_string();
+
+    let cpu = Arc::new(picloud::fair::CpuScheduler::new(1));
+    let held = picloud::fair::Held::default();
+    let db = db.with_cpu(cpu.clone()).for_invocation(held.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let invocation = async move {
+        let mut sdk = HostSdk::with_deadline(&db, &a, deadline);
+        let options = FindOptions {
+            sort: vec!["-k".to_owned()],
+            limit: Some(1000),
+            skip: None,
+        };
+        sdk.docs().find("big".into(), query, options).await
+    };
+    let found = tokio::time::timeout(
+        Duration::from_secs(30),
+        cpu.run_held("a".into(), held, invocation),
+    )
+    .await
+    .expect("the statement's rows are read while it holds the slot");
+    assert_eq!(ok(found).len(), 1000);
+}
+
 async fn db_with_apps(backend: Backend, apps: &[&str]) -> Option<(TestDb, Db, Vec<String>)> {
     let test_db = TestDb::new(backend).await?;
     let db = test_db.open().await;
@@ -208,7 +259,7 @@ async fn long_statements_run_only_within_the_apps_cpu_share(backend: Backend) {
         }
     };
 
-    let other = cpu.block_for_slot(&"other app".into(), None).unwrap();
+    let other = cpu.block_for_slot(&"other app".into(), None, None).unwrap();
     let message = limit(query(Duration::from_secs(2)).await);
     assert!(message.contains("deadline"), "{message}");
 
