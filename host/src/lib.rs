@@ -15,6 +15,7 @@ pub mod dataplane;
 pub mod error;
 pub mod fair;
 pub mod invoker;
+pub mod jobs;
 pub mod mailer;
 pub mod outbound;
 pub mod quota;

@@ -41,8 +41,8 @@ const WARM_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 const WARM_MAX_IDLE: Duration = Duration::from_secs(60);
 /// How often expired kv entries are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
-/// Orphan file blobs are swept every this many kv sweeps (and at start).
-const ORPHAN_SWEEP_EVERY: u64 = 10;
+/// How often file blobs no file refers to are swept (and at start).
+const ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// Blobs and temp files younger than this may belong to a put in flight.
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 /// How often old records, change events and usage rows are pruned (and at start):
@@ -312,6 +312,8 @@ pub struct AppState {
 pub struct Server {
     /// Handler state.
     pub state: AppState,
+    /// Background jobs, stopped when serving ends.
+    jobs: Arc<crate::jobs::Jobs>,
     listener: tokio::net::TcpListener,
     header_read_timeout: Duration,
 }
@@ -407,47 +409,45 @@ impl Server {
         if let Err(e) = state.invoker.collect_garbage().await {
             tracing::warn!(error = %e, "collecting unused compiled code failed");
         }
+        let jobs = Arc::new(crate::jobs::Jobs::new());
+        // This node's own: its warm instances and its blob directory.
         let invoker = state.invoker.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(WARM_TRIM_INTERVAL);
-            loop {
-                every.tick().await;
-                let dropped = invoker.trim_warm(WARM_MAX_IDLE);
-                if dropped > 0 {
-                    tracing::debug!(dropped, "dropped idle warm instances");
+        jobs.every("trim-warm", WARM_TRIM_INTERVAL, move || {
+            let dropped = invoker.trim_warm(WARM_MAX_IDLE);
+            if dropped > 0 {
+                tracing::debug!(dropped, "dropped idle warm instances");
+            }
+            std::future::ready(())
+        });
+        let blobs_db = db.clone();
+        jobs.every("blob-sweep", ORPHAN_SWEEP_INTERVAL, move || {
+            let db = blobs_db.clone();
+            async move {
+                match db.sweep_orphan_blobs(ORPHAN_GRACE).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "swept orphan file blobs"),
+                    Err(e) => tracing::warn!(error = %e, "file blob sweep failed"),
                 }
             }
         });
-
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(SWEEP_INTERVAL);
-            let mut ticks: u64 = 0;
-            loop {
-                every.tick().await;
+        // The database's: one node of a cluster does them.
+        let sweep_db = db.clone();
+        jobs.every_on_one_node("kv-sweep", SWEEP_INTERVAL, db.clone(), move || {
+            let db = sweep_db.clone();
+            async move {
                 match db.sweep_expired_kv().await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(removed = n, "swept expired kv entries"),
                     Err(e) => tracing::warn!(error = %e, "kv sweep failed"),
                 }
-                let orphans_due = ticks.is_multiple_of(ORPHAN_SWEEP_EVERY);
-                ticks += 1;
-                if orphans_due {
-                    match db.sweep_orphan_blobs(ORPHAN_GRACE).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!(removed = n, "swept orphan file blobs"),
-                        Err(e) => tracing::warn!(error = %e, "file blob sweep failed"),
-                    }
-                }
             }
         });
-
-        let retention = args.retention();
+        let retention = Arc::new(args.retention());
         let retention_db = state.db.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(RETENTION_INTERVAL);
-            loop {
-                every.tick().await;
-                match retention_db.prune(&retention).await {
+        jobs.every_on_one_node("retention", RETENTION_INTERVAL, db.clone(), move || {
+            let (db, retention) = (retention_db.clone(), retention.clone());
+            async move {
+                match db.prune(&retention).await {
                     Ok(pruned) if pruned == Pruned::default() => {}
                     Ok(pruned) => tracing::info!(?pruned, "pruned old records"),
                     Err(e) => tracing::warn!(error = %e, "retention pass failed"),
@@ -458,6 +458,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         Ok(Self {
             state,
+            jobs,
             listener,
             header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         })
@@ -477,6 +478,7 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let recorder = self.state.recorder.clone();
+        let jobs = self.jobs.clone();
         let front = dataplane::Front::new(self.state.clone(), router(self.state));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -511,6 +513,7 @@ impl Server {
         }
         drop(self.listener);
         connections.shutdown().await;
+        jobs.shutdown().await;
         recorder.flush().await;
         Ok(())
     }

@@ -14,6 +14,7 @@ pub mod files;
 mod functions;
 mod invocations;
 pub mod kv;
+mod leases;
 mod outbound;
 mod routes;
 pub mod secrets;

@@ -33,7 +33,65 @@ on_both_backends!(
     invocation_records_list_newest_first_with_filters,
     the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush,
     the_kv_service_refuses_bad_input_with_invalid_errors,
+    a_jobs_lease_is_held_by_one_node_until_it_expires_or_is_given_up,
 );
+
+// Background jobs a cluster needs done once (retention, the kv sweep) run on the node
+// holding their lease; two `Db`s on one database are two nodes.
+async fn a_jobs_lease_is_held_by_one_node_until_it_expires_or_is_given_up(backend: Backend) {
+    let Some(test_db) = TestDb::new(backend).await else {
+        return;
+    };
+    let (a, b) = (test_db.open().await, test_db.open().await);
+    let t = 1_000_000;
+    assert!(a.claim_lease("retention", "node-a", t, 3000).await.unwrap());
+    assert!(
+        !b.claim_lease("retention", "node-b", t + 1, 3000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.claim_lease("retention", "node-a", t + 1000, 3000)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !b.claim_lease("retention", "node-b", t + 3500, 3000)
+            .await
+            .unwrap(),
+        "the renewal moved the expiry"
+    );
+    assert!(
+        b.claim_lease("kv-sweep", "node-b", t, 3000).await.unwrap(),
+        "a lease per job"
+    );
+    b.release_lease("retention", "node-b").await.unwrap();
+    assert!(
+        !b.claim_lease("retention", "node-b", t + 3600, 3000)
+            .await
+            .unwrap(),
+        "only the holder gives a lease up"
+    );
+    assert!(
+        b.claim_lease("retention", "node-b", t + 4000, 3000)
+            .await
+            .unwrap(),
+        "expired: another node takes it over"
+    );
+    assert!(
+        !a.claim_lease("retention", "node-a", t + 4001, 3000)
+            .await
+            .unwrap()
+    );
+    b.release_lease("retention", "node-b").await.unwrap();
+    assert!(
+        a.claim_lease("retention", "node-a", t + 4002, 3000)
+            .await
+            .unwrap(),
+        "given up: taken at once"
+    );
+}
 
 async fn db_with_apps(backend: Backend, apps: &[&str]) -> Option<(TestDb, Db, Vec<String>)> {
     let test_db = TestDb::new(backend).await?;
