@@ -43,23 +43,16 @@ async fn a_jobs_lease_is_held_by_one_node_until_it_expires_or_is_given_up(backen
         return;
     };
     let (a, b) = (test_db.open().await, test_db.open().await);
+    // Whether `node` of `db` holds the retention lease after claiming it at `at` ms.
+    async fn claim(db: &Db, node: &str, at: i64) -> bool {
+        db.claim_lease("retention", node, at, 3000).await.unwrap()
+    }
     let t = 1_000_000;
-    assert!(a.claim_lease("retention", "node-a", t, 3000).await.unwrap());
+    assert!(claim(&a, "node-a", t).await);
+    assert!(!claim(&b, "node-b", t + 1).await);
+    assert!(claim(&a, "node-a", t + 1000).await, "the holder renews");
     assert!(
-        !b.claim_lease("retention", "node-b", t + 1, 3000)
-            .await
-            .unwrap()
-    );
-    assert!(
-        a.claim_lease("retention", "node-a", t + 1000, 3000)
-            .await
-            .unwrap(),
-        "the holder renews"
-    );
-    assert!(
-        !b.claim_lease("retention", "node-b", t + 3500, 3000)
-            .await
-            .unwrap(),
+        !claim(&b, "node-b", t + 3500).await,
         "the renewal moved the expiry"
     );
     assert!(
@@ -68,27 +61,17 @@ async fn a_jobs_lease_is_held_by_one_node_until_it_expires_or_is_given_up(backen
     );
     b.release_lease("retention", "node-b").await.unwrap();
     assert!(
-        !b.claim_lease("retention", "node-b", t + 3600, 3000)
-            .await
-            .unwrap(),
+        !claim(&b, "node-b", t + 3600).await,
         "only the holder gives a lease up"
     );
     assert!(
-        b.claim_lease("retention", "node-b", t + 4000, 3000)
-            .await
-            .unwrap(),
+        claim(&b, "node-b", t + 4000).await,
         "expired: another node takes it over"
     );
-    assert!(
-        !a.claim_lease("retention", "node-a", t + 4001, 3000)
-            .await
-            .unwrap()
-    );
+    assert!(!claim(&a, "node-a", t + 4001).await);
     b.release_lease("retention", "node-b").await.unwrap();
     assert!(
-        a.claim_lease("retention", "node-a", t + 4002, 3000)
-            .await
-            .unwrap(),
+        claim(&a, "node-a", t + 4002).await,
         "given up: taken at once"
     );
 }

@@ -56,16 +56,7 @@ async fn sqlite_a_long_statement_holding_the_only_slot_still_has_its_rows_read()
         return;
     };
     let a = ids[0].clone();
-    let text: String = (0..1000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let docs: Vec<(String, String)> = (0..1500)
-        .map(|i| {
-            let body = json!({ "n": i, "text": text, "k": format!("{:x}", i * 7919) });
-            (format!("d{i:04}"), body.to_string())
-        })
-        .collect();
-    db.docs_import(&a, "big", &docs).await.unwrap();
+    import_big_docs(&db, &a, 1500, 1000).await;
     // Twenty searches that fail before one that matches: every document matches, after
     // milliseconds of work, and the sort means no row leaves before the scan ends.
     let mut any: Vec<_> = (0..20)
@@ -111,6 +102,21 @@ async fn db_with_apps(backend: Backend, apps: &[&str]) -> Option<(TestDb, Db, Ve
     Some((test_db, db, ids))
 }
 
+/// Imports `count` documents `{n, text, k}` into collection `big` of `app`: `text` is
+/// `text_bytes` letters (a-z over and over), `k` a sort key in no particular order.
+async fn import_big_docs(db: &Db, app: &str, count: usize, text_bytes: usize) {
+    let text: String = (0..text_bytes)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let docs: Vec<(String, String)> = (0..count)
+        .map(|i| {
+            let body = json!({ "n": i, "text": text, "k": format!("{:x}", i * 7919) });
+            (format!("d{i:05}"), body.to_string())
+        })
+        .collect();
+    db.docs_import(app, "big", &docs).await.unwrap();
+}
+
 fn ok<T>(answer: Answer<T>) -> T {
     answer.expect("no trap").expect("the call succeeds")
 }
@@ -150,16 +156,7 @@ async fn expensive_queries_of_one_app_end_at_its_deadline_while_another_apps_kv_
         return;
     };
     let (a, b) = (ids[0].clone(), ids[1].clone());
-    let text: String = (0..4000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let docs: Vec<(String, String)> = (0..5000)
-        .map(|i| {
-            let body = json!({ "n": i, "text": text, "k": format!("{:x}", i * 7919) });
-            (format!("d{i:05}"), body.to_string())
-        })
-        .collect();
-    db.docs_import(&a, "big", &docs).await.unwrap();
+    import_big_docs(&db, &a, 5000, 4000).await;
     db.kv_set(&b, "c", "k", "\"b's\"", None).await.unwrap();
 
     // 499 substring searches per document that never match: seconds of work per query.
@@ -230,18 +227,7 @@ async fn long_statements_run_only_within_the_apps_cpu_share(backend: Backend) {
         return;
     };
     let a = ids[0].clone();
-    let text: String = (0..4000)
-        .map(|i| char::from(b'a' + (i % 26) as u8))
-        .collect();
-    let docs: Vec<(String, String)> = (0..500)
-        .map(|i| {
-            (
-                format!("d{i:03}"),
-                json!({ "n": i, "text": text }).to_string(),
-            )
-        })
-        .collect();
-    db.docs_import(&a, "big", &docs).await.unwrap();
+    import_big_docs(&db, &a, 500, 4000).await;
     // 100 substring searches of 4 KB per document: far more than a couple of ms, far
     // less than the deadline.
     let heavy = json!({ "$or": (0..100)
