@@ -3,6 +3,7 @@
 
 mod email;
 mod secrets;
+mod triggers;
 
 use crate::server::{self, ServeArgs};
 use anyhow::{Context, anyhow, bail};
@@ -91,6 +92,19 @@ enum Command {
     /// Set, list and delete an app's encrypted secrets.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// The status and answer of a request to an async route.
+    Execution {
+        /// App name.
+        app: String,
+        /// The `execution_id` of its 202.
+        id: String,
+    },
+    /// Run functions on a schedule, when an app's data changes or when its events die.
+    #[command(subcommand)]
+    Triggers(triggers::TriggersCommand),
+    /// Events whose trigger failed every attempt: list, replay, resolve.
+    #[command(subcommand)]
+    DeadLetters(triggers::DeadLettersCommand),
     /// An app's email: its From address and today's sends.
     #[command(subcommand)]
     Email(email::EmailCommand),
@@ -232,6 +246,10 @@ enum RoutesCommand {
         route: String,
         /// Function name.
         function: String,
+        /// Answer 202 at once and run the function from the queue (read its answer
+        /// with `picloud execution APP ID`).
+        #[arg(long = "async")]
+        is_async: bool,
     },
     /// Delete a route by id.
     Delete {
@@ -461,12 +479,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             app,
             route,
             function,
+            is_async,
         }) => {
-            let created = add_route(&client, &app, &route, &function).await?;
-            print(json, &created, || format!("bound {route} → {function}"));
+            let created = add_route(&client, &app, &route, &function, is_async).await?;
+            print(json, &created, || {
+                let how = if is_async {
+                    " (async: 202, then `picloud execution`)"
+                } else {
+                    ""
+                };
+                format!("bound {route} → {function}{how}")
+            });
+        }
+        Command::Execution { app, id } => {
+            let execution = client
+                .send(
+                    reqwest::Method::GET,
+                    &format!("/apps/{app}/executions/{id}"),
+                    None,
+                )
+                .await?;
+            print(json, &execution, || {
+                let mut text = format!(
+                    "execution {id} of {}: {}",
+                    execution["function"].as_str().unwrap_or(""),
+                    execution["status"].as_str().unwrap_or("")
+                );
+                if let Some(status) = execution["result"]["status"].as_u64() {
+                    text.push_str(&format!(", answered {status}"));
+                }
+                if let Some(error) = execution["error"].as_str() {
+                    text.push_str(&format!(": {error}"));
+                }
+                text
+            });
         }
         Command::Files(command) => files(&client, json, command).await?,
         Command::Secrets(command) => secrets::run(&client, json, command).await?,
+        Command::Triggers(command) => triggers::triggers(&client, json, command).await?,
+        Command::DeadLetters(command) => triggers::dead_letters(&client, json, command).await?,
         Command::Email(command) => email::run(&client, json, command).await?,
         Command::Indexes(command) => indexes(&client, json, command).await?,
         Command::Routes(RoutesCommand::Delete { app, id }) => {
@@ -712,13 +763,15 @@ async fn add_route(
     app: &str,
     route: &str,
     function: &str,
+    is_async: bool,
 ) -> anyhow::Result<Value> {
     let (method, path) = crate::routing::parse_route_spec(route).map_err(|e| anyhow!(e))?;
+    let dispatch = if is_async { "async" } else { "sync" };
     client
         .send(
             reqwest::Method::POST,
             &format!("/apps/{app}/routes"),
-            Some(json!({ "method": method, "path": path, "function": function })),
+            Some(json!({ "method": method, "path": path, "function": function, "dispatch": dispatch })),
         )
         .await
 }
@@ -768,7 +821,7 @@ async fn deploy(
         .await?;
     let mut bound = Vec::new();
     for route in routes {
-        bound.push(add_route(client, app, route, &name).await?);
+        bound.push(add_route(client, app, route, &name, false).await?);
     }
     let base = client.url.trim_end_matches('/');
     let urls: Vec<String> = bound

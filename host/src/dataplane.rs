@@ -2,7 +2,7 @@
 //! function → response. Errors are the JSON of SPEC §3.
 
 use crate::error::{ApiError, ApiResult};
-use crate::invoker::Invoker;
+use crate::invoke::{Answer, Answered, Call, Failure, Trigger};
 use crate::server::AppState;
 use axum::Router;
 use axum::body::Body;
@@ -262,7 +262,12 @@ async fn dispatch(
         .await?
         .ok_or_else(|| ApiError::no_route(format!("no app called {app_name:?}")))?;
     let method = request.method().as_str().to_owned();
-    let route = Invoker::route(&app, &method, &raw_path)?;
+    let route = app.routes.lookup(&method, &raw_path).ok_or_else(|| {
+        ApiError::no_route(format!(
+            "app {} has no route for {method} {raw_path}",
+            app.name
+        ))
+    })?;
     let function = state
         .invoker
         .function(&app, &route.function)
@@ -277,6 +282,9 @@ async fn dispatch(
     // more, and a slow body holds the app's slot (until the body read timeout), not
     // memory ahead of it.
     let admission = state.invoker.admit(&app).await?;
+    if route.is_async {
+        return enqueue(state, &app, route, method, path, request).await;
+    }
     let (parts, body) = request.into_parts();
     let body = read_body(body, MAX_REQUEST_BYTES, state.body_read_timeout).await?;
     let request = Request {
@@ -288,18 +296,92 @@ async fn dispatch(
         body,
         event: None,
     };
-    state
-        .invoker
-        .run(
-            admission,
-            &app,
+    let call = Call {
+        app: &app,
+        function_name: &route.function,
+        function: &function,
+        trigger: Trigger::Http,
+        request,
+        depth: 0,
+    };
+    answer(state.invoker.run(admission, call, settle(scope)).await)
+}
+
+/// Largest body of a request to an async route (it waits in the database).
+pub const MAX_ASYNC_REQUEST_BYTES: usize = 256 * 1024;
+/// Requests to an app's async routes that may wait at once; past them, 429.
+pub const MAX_PENDING_ASYNC: i64 = 1_000;
+
+/// Queues a request to an async route and answers `202 {"accepted_at", "execution_id"}`
+/// (its status and answer: `GET /api/v1/apps/{app}/executions/{id}`).
+async fn enqueue(
+    state: &AppState,
+    app: &crate::invoke::AppEntry,
+    route: crate::routing::RouteMatch,
+    method: String,
+    path: String,
+    request: HttpRequest,
+) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, MAX_ASYNC_REQUEST_BYTES, state.body_read_timeout).await?;
+    let request = Request {
+        method,
+        path,
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers: guest_headers(&parts.headers, Caller::Public),
+        params: route.params,
+        body,
+        event: None,
+    };
+    let queued = serde_json::to_string(&crate::events::QueuedRequest::new(&request))
+        .map_err(ApiError::internal)?;
+    let accepted_at = crate::storage::now_ms();
+    let id = state
+        .db
+        .enqueue_async(
+            &app.id,
             &route.function,
-            &function,
-            "http",
-            request,
-            scope,
+            &queued,
+            MAX_PENDING_ASYNC,
+            accepted_at,
         )
-        .await
+        .await?
+        .ok_or_else(|| {
+            ApiError::quota_exceeded(format!(
+                "app {} has {MAX_PENDING_ASYNC} async requests waiting; retry",
+                app.name
+            ))
+        })?;
+    let answer = serde_json::json!({ "accepted_at": accepted_at, "execution_id": id.to_string() });
+    Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
+}
+
+/// The settling step of an HTTP invocation: the guest's response as the HTTP answer
+/// ([`finish`]), or `function_failed` with the reason it cannot be sent.
+pub fn settle(
+    cookies: &CookieScope,
+) -> impl FnOnce(picloud_runtime::Response, &mut Vec<LogLine>) -> Result<Response, Failure> + '_ {
+    move |guest, logs| finish(guest, cookies, logs).map_err(Failure::unsendable)
+}
+
+/// An HTTP invocation's outcome as its answer: the response tagged with its invocation
+/// id, or the failure's error answer.
+pub fn answer(outcome: Result<Answered<Response>, Failure>) -> ApiResult<Response> {
+    let Answered {
+        invocation_id,
+        mut answer,
+    } = outcome?;
+    answer.headers_mut().insert(
+        INVOCATION_ID_HEADER,
+        HeaderValue::from_str(&invocation_id).expect("uuid is a valid header value"),
+    );
+    Ok(answer)
+}
+
+impl Answer for Response {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
 }
 
 /// [`read_limited`] within `timeout`: a body that has not arrived by then is a 408.

@@ -3,9 +3,9 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use picloud_runtime::RunError;
 use serde_json::json;
 
+use crate::invoke::Failure;
 use crate::storage::StorageError;
 
 /// Seconds a client should wait before retrying a 429 or 503.
@@ -102,37 +102,6 @@ impl ApiError {
         )
     }
 
-    /// The answer for a failed invocation (SPEC §3 table): a generic message per code,
-    /// the runtime's account (a trap, the guest's error) as the detail.
-    pub fn from_run(error: &RunError, invocation_id: &str) -> Self {
-        let status = match error {
-            RunError::FuelExhausted { .. } | RunError::MemoryExhausted { .. } => {
-                StatusCode::INSUFFICIENT_STORAGE
-            }
-            RunError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            RunError::Failed(_) => StatusCode::BAD_GATEWAY,
-            RunError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let detail = match error {
-            // PiCloud's own failure: the server log only (SPEC §3).
-            RunError::Internal(detail) => {
-                tracing::error!(invocation_id, error = %detail, "invocation failed inside PiCloud");
-                None
-            }
-            other => Some(other.to_string()),
-        };
-        Self {
-            status,
-            code: error.code(),
-            message: generic_message(error.code())
-                .unwrap_or("the invocation failed")
-                .to_owned(),
-            detail,
-            invocation_id: Some(invocation_id.to_owned()),
-            retry_after: None,
-        }
-    }
-
     /// This error with `Retry-After: secs` (on a 429 or 503).
     #[must_use]
     pub fn with_retry_after(mut self, secs: u64) -> Self {
@@ -191,6 +160,21 @@ fn generic_message(code: &str) -> Option<&'static str> {
         "internal" => "internal error; see the server log",
         _ => return None,
     })
+}
+
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> Self {
+        let status = StatusCode::from_u16(failure.code.status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
+            status,
+            code: failure.code.as_str(),
+            message: failure.message,
+            detail: failure.detail,
+            invocation_id: failure.invocation_id,
+            retry_after: failure.retry_after,
+        }
+    }
 }
 
 impl From<StorageError> for ApiError {

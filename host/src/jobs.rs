@@ -85,6 +85,39 @@ impl Jobs {
         });
     }
 
+    /// Runs `job` as a queue-draining job: again at once while it answers that it found
+    /// work, otherwise when `wake` is notified or `poll` has passed, until shutdown.
+    pub fn draining<F, Fut>(
+        &self,
+        name: &'static str,
+        wake: Arc<tokio::sync::Notify>,
+        poll: Duration,
+        mut job: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        let mut stop = self.stop.subscribe();
+        self.spawn(async move {
+            loop {
+                if *stop.borrow() {
+                    break;
+                }
+                if job().await {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                tokio::select! {
+                    biased;
+                    _ = stop.wait_for(|stop| *stop) => break,
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+            tracing::debug!(job = name, "job stopped");
+        });
+    }
+
     /// Like [`Jobs::every`], but of the nodes sharing `db` only the one holding the
     /// job's lease runs it (module docs).
     pub fn every_on_one_node<F, Fut>(

@@ -84,6 +84,11 @@ fn to_matchit(path: &str) -> String {
         .join("/")
 }
 
+/// `dispatch` of a route that answers 202 and runs its function from the queue.
+pub const DISPATCH_ASYNC: &str = "async";
+/// `dispatch` of a route whose answer is the function's (the default).
+pub const DISPATCH_SYNC: &str = "sync";
+
 /// A request's match: the function to run and the route parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteMatch {
@@ -91,13 +96,22 @@ pub struct RouteMatch {
     pub function: String,
     /// Parameter names and their (decoded) values.
     pub params: Vec<(String, String)>,
+    /// The route is async: answer 202 and run the function from the queue.
+    pub is_async: bool,
+}
+
+/// What a route leads to.
+#[derive(Debug, Clone)]
+struct Target {
+    function: String,
+    is_async: bool,
 }
 
 /// The routes of one app, by method. Static segments win over parameters, parameters
 /// over wildcards; a method's own routes win over `ANY`.
 #[derive(Default)]
 pub struct RouteTable {
-    by_method: HashMap<String, matchit::Router<String>>,
+    by_method: HashMap<String, matchit::Router<Target>>,
 }
 
 impl RouteTable {
@@ -105,19 +119,37 @@ impl RouteTable {
     pub fn build(routes: &[RouteRecord]) -> Self {
         let mut table = Self::default();
         for route in routes {
-            if let Err(e) = table.insert(&route.method, &route.path, &route.function) {
+            let is_async = route.dispatch == DISPATCH_ASYNC;
+            if let Err(e) = table.insert_with(&route.method, &route.path, &route.function, is_async)
+            {
                 tracing::warn!(method = %route.method, path = %route.path, error = %e, "skipping conflicting route");
             }
         }
         table
     }
 
-    /// Adds one route; an error when it conflicts with one already in the table.
+    /// Adds one (sync) route; an error when it conflicts with one already in the table.
     pub fn insert(&mut self, method: &str, path: &str, function: &str) -> Result<(), String> {
+        self.insert_with(method, path, function, false)
+    }
+
+    /// Adds one route, async or not; an error when it conflicts with one already in the
+    /// table.
+    pub fn insert_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        function: &str,
+        is_async: bool,
+    ) -> Result<(), String> {
+        let target = Target {
+            function: function.to_owned(),
+            is_async,
+        };
         self.by_method
             .entry(method.to_owned())
             .or_default()
-            .insert(to_matchit(path), function.to_owned())
+            .insert(to_matchit(path), target)
             .map_err(|e| format!("route {method} {path} conflicts with an existing route: {e}"))
     }
 
@@ -131,8 +163,9 @@ impl RouteTable {
                 .map(|(k, v)| (k.to_owned(), percent_decode(v)))
                 .collect();
             Some(RouteMatch {
-                function: matched.value.clone(),
+                function: matched.value.function.clone(),
                 params,
+                is_async: matched.value.is_async,
             })
         })
     }
@@ -167,7 +200,8 @@ mod tests {
             m,
             RouteMatch {
                 function: "get-order".into(),
-                params: vec![("id".into(), "a b".into())]
+                params: vec![("id".into(), "a b".into())],
+                is_async: false,
             }
         );
         assert_eq!(

@@ -4,7 +4,7 @@ use crate::admission::{AdmissionConfig, DEFAULT_MAX_WAIT_MS, DEFAULT_QUEUED_PER_
 use crate::api;
 use crate::auth;
 use crate::dataplane;
-use crate::invoker::Invoker;
+use crate::invoke::Invoker;
 use crate::mailer;
 use crate::outbound;
 use crate::recorder::Recorder;
@@ -56,6 +56,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// then needs at least 175 KiB/s; the body holds a slot of its app's concurrency while
 /// it arrives, so a stalled upload gives it back after this long (answered 408).
 pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 60;
+/// Default of [`ServeArgs::event_claim_secs`]: 15 minutes.
+pub const DEFAULT_EVENT_CLAIM_SECS: u64 = 15 * 60;
 /// Pause after a failed accept that is not about one connection (e.g. out of file
 /// descriptors), so the loop does not spin; axum's `serve` waits as long.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -158,6 +160,11 @@ pub struct ServeArgs {
     /// are answered 408.
     #[arg(long, env = "PICLOUD_BODY_READ_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_READ_TIMEOUT_SECS)]
     pub body_read_timeout_secs: u64,
+    /// Seconds a node holds an event delivery it started: past them (the node died) any
+    /// node runs it again. Longer than any function's timeout, or a slow run may be
+    /// delivered twice.
+    #[arg(long, env = "PICLOUD_EVENT_CLAIM_SECS", default_value_t = DEFAULT_EVENT_CLAIM_SECS)]
+    pub event_claim_secs: u64,
     /// Addresses guests' outbound http may reach although the SSRF guard denies them
     /// (private services): CIDRs or addresses, repeatable or comma-separated.
     #[arg(long = "outbound-allow-cidr", env = "PICLOUD_OUTBOUND_ALLOW_CIDRS", value_delimiter = ',', value_parser = outbound::guard::parse_cidr)]
@@ -227,6 +234,7 @@ impl ServeArgs {
             warm_instances: DEFAULT_MAX_WARM_INSTANCES,
             header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             body_read_timeout_secs: DEFAULT_BODY_READ_TIMEOUT_SECS,
+            event_claim_secs: DEFAULT_EVENT_CLAIM_SECS,
             max_instances: DEFAULT_MAX_INSTANCES,
             cpu_slots: None,
             clock: crate::quota::Clock::default(),
@@ -454,6 +462,18 @@ impl Server {
                 }
             }
         });
+
+        // Each node dispatches events; they share the work through the database.
+        crate::events::Dispatcher::new(
+            db.clone(),
+            state.invoker.clone(),
+            crate::events::DispatchConfig {
+                lease: Duration::from_secs(args.event_claim_secs.max(1)),
+                ..crate::events::DispatchConfig::default()
+            },
+        )
+        .start(&jobs)
+        .await;
 
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         Ok(Self {

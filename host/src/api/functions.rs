@@ -2,8 +2,11 @@
 //! show with history, rollback, delete, invoke.
 
 use super::{check_function_name, existing_app};
-use crate::dataplane::{Caller, CookieScope, guest_headers, read_body, read_limited};
+use crate::dataplane::{
+    Caller, CookieScope, answer, guest_headers, read_body, read_limited, settle,
+};
 use crate::error::{ApiError, ApiResult};
+use crate::invoke::{Call, Trigger};
 use crate::server::AppState;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE};
 use crate::storage::{FunctionRecord, VersionRecord};
@@ -208,11 +211,14 @@ async fn invoke(
     };
     // Cookies as under /fn/{app}/: the answer may reach a browser on the API's origin.
     let cookies = CookieScope::below_fn(&app.name);
-    state
-        .invoker
-        .run(
-            admission, &app, &name, &function, "invoke", request, &cookies,
-        )
-        .await
-        .map_err(ApiError::detailed)
+    let call = Call {
+        app: &app,
+        function_name: &name,
+        function: &function,
+        trigger: Trigger::Manual,
+        request,
+        depth: 0,
+    };
+    let outcome = state.invoker.run(admission, call, settle(&cookies)).await;
+    answer(outcome).map_err(ApiError::detailed)
 }

@@ -8,9 +8,10 @@ mod inbound;
 mod invocations;
 mod routes;
 mod secrets;
+mod triggers;
 
 use crate::error::{ApiError, ApiResult};
-use crate::invoker::AppEntry;
+use crate::invoke::AppEntry;
 use crate::server::AppState;
 use axum::Router;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(secrets::router())
         .merge(email::router())
         .merge(inbound::router())
+        .merge(triggers::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -1,8 +1,9 @@
-//! `/apps/{app}/routes`: bind `METHOD /path` to a function, list, delete.
+//! `/apps/{app}/routes`: bind `METHOD /path` to a function (sync, or async: 202 and run
+//! from the queue), list, delete.
 
 use super::existing_app;
 use crate::error::{ApiError, ApiResult};
-use crate::routing::{RouteTable, check_route};
+use crate::routing::{DISPATCH_ASYNC, DISPATCH_SYNC, RouteTable, check_route};
 use crate::server::AppState;
 use crate::storage::{RouteRecord, StorageError};
 use axum::extract::{Path, State};
@@ -23,6 +24,9 @@ struct NewRoute {
     method: String,
     path: String,
     function: String,
+    /// `sync` (default) or `async`: answer 202 at once and run the function from the
+    /// queue.
+    dispatch: Option<String>,
 }
 
 async fn create(
@@ -33,6 +37,12 @@ async fn create(
     let app = existing_app(&state, &app).await?;
     let method = new.method.to_ascii_uppercase();
     check_route(&method, &new.path).map_err(ApiError::bad_request)?;
+    let dispatch = new.dispatch.as_deref().unwrap_or(DISPATCH_SYNC);
+    if dispatch != DISPATCH_SYNC && dispatch != DISPATCH_ASYNC {
+        return Err(ApiError::bad_request(format!(
+            "dispatch {dispatch:?} is not one of sync, async"
+        )));
+    }
     let function = state
         .db
         .get_function(&app.id, &new.function)
@@ -52,11 +62,23 @@ async fn create(
     // The new route must fit in the table with the existing ones (no ambiguous overlap).
     let mut table = RouteTable::build(&state.db.list_routes(&app.id).await?);
     table
-        .insert(&method, &new.path, &function.name)
+        .insert_with(
+            &method,
+            &new.path,
+            &function.name,
+            dispatch == DISPATCH_ASYNC,
+        )
         .map_err(ApiError::conflict)?;
     let route = state
         .db
-        .create_route(&app.id, &method, &new.path, &function.id, &function.name)
+        .create_route(
+            &app.id,
+            &method,
+            &new.path,
+            &function.id,
+            &function.name,
+            dispatch,
+        )
         .await
         .map_err(|e| match e {
             StorageError::Conflict => ApiError::conflict(format!(

@@ -27,6 +27,7 @@
 //! 6. Tests: a module of `host/tests/all/` through the real server, both backends.
 
 pub mod common;
+pub mod dead_letters;
 pub mod docs;
 pub mod email;
 pub mod files;
@@ -47,6 +48,7 @@ pub struct HostSdk {
     email: email::EmailService,
     secrets: secrets::SecretsService,
     script: script::ScriptService,
+    dead_letters: dead_letters::DeadLettersService,
     unavailable: Unavailable,
 }
 
@@ -103,6 +105,7 @@ impl HostSdk {
             http: http::HttpService::unavailable(),
             email: email::EmailService::unconfigured(db.clone(), app_id.clone()),
             secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
+            dead_letters: dead_letters::DeadLettersService::new(db.clone(), app_id.clone()),
             script: script::ScriptService::new(db.clone(), app_id, script),
             unavailable: Unavailable,
         }
@@ -118,7 +121,7 @@ impl Sdk for HostSdk {
     type Secrets = secrets::SecretsService;
     type Users = Unavailable;
     type Pubsub = Unavailable;
-    type DeadLetters = Unavailable;
+    type DeadLetters = dead_letters::DeadLettersService;
     type Script = script::ScriptService;
 
     fn kv(&mut self) -> &mut kv::KvService {
@@ -145,8 +148,8 @@ impl Sdk for HostSdk {
     fn pubsub(&mut self) -> &mut Unavailable {
         &mut self.unavailable
     }
-    fn dead_letters(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn dead_letters(&mut self) -> &mut dead_letters::DeadLettersService {
+        &mut self.dead_letters
     }
     fn script(&mut self) -> &mut script::ScriptService {
         &mut self.script

@@ -1,8 +1,8 @@
 //! The change-event outbox: every kv, docs and files write inserts one row here in the
 //! write's own transaction, so an event exists exactly when its write committed; so does
 //! every inbound email a webhook accepted (source `email`, op `receive`). The
-//! trigger dispatcher (a later issue) consumes rows in `seq` order and stamps
-//! `dispatched_at`.
+//! event dispatcher (`crate::events`) takes rows in `seq` order, stamps `dispatched_at`
+//! and queues their deliveries to triggers (`storage::triggers`).
 
 use super::{Conn, Db, StorageResult, now_ms};
 use sqlx::Row;
@@ -72,9 +72,10 @@ pub struct ChangeEvent {
 /// Inserts the event of `change` for app `app_id` on `conn`, which must be inside the
 /// write's transaction.
 pub(super) async fn record(conn: &mut Conn, app_id: &str, change: Change<'_>) -> StorageResult<()> {
+    let depth = conn.depth;
     sqlx::query(
-        "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at, depth) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(app_id)
     .bind(change.source.as_str())
@@ -83,8 +84,10 @@ pub(super) async fn record(conn: &mut Conn, app_id: &str, change: Change<'_>) ->
     .bind(change.key)
     .bind(change.value)
     .bind(now_ms())
-    .execute(conn)
+    .bind(depth)
+    .execute(&mut *conn)
     .await?;
+    conn.recorded_event();
     Ok(())
 }
 

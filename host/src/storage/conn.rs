@@ -274,6 +274,12 @@ pub struct Conn {
     /// For a SQLite connection of an invocation under the fair scheduler.
     gate: Option<Arc<SqlGate>>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// Notified when a transaction that recorded change events commits.
+    events: Option<Arc<tokio::sync::Notify>>,
+    /// The open transaction recorded change events.
+    recorded: bool,
+    /// The trigger-chain depth of the change events it records.
+    pub(crate) depth: i64,
 }
 
 /// Waits for `future` until `deadline` (if any); past it, [`StorageError::Deadline`].
@@ -294,6 +300,9 @@ impl Conn {
             deadline: None,
             gate: None,
             _permit: None,
+            events: None,
+            recorded: false,
+            depth: 0,
         })
     }
 
@@ -350,12 +359,16 @@ impl Conn {
             deadline,
             gate,
             _permit: Some(permit),
+            events: None,
+            recorded: false,
+            depth: 0,
         })
     }
 
     /// Starts a transaction; every statement until [`Conn::commit`] is part of it.
     pub async fn begin(&mut self) -> Result<(), sqlx::Error> {
         self.check_deadline()?;
+        self.recorded = false;
         match &mut self.inner {
             Inner::Host(conn) => AnyTransactionManager::begin(conn, None).await,
             Inner::Sqlite(conn) => AnyConnectionBackend::begin(&mut **conn, None).await,
@@ -363,13 +376,32 @@ impl Conn {
         }
     }
 
-    /// Commits the transaction.
+    /// Commits the transaction; if it recorded change events, tells the dispatcher.
     pub async fn commit(&mut self) -> Result<(), sqlx::Error> {
         match &mut self.inner {
             Inner::Host(conn) => AnyTransactionManager::commit(conn).await,
             Inner::Sqlite(conn) => AnyConnectionBackend::commit(&mut **conn).await,
             Inner::Postgres(conn) => AnyConnectionBackend::commit(&mut **conn).await,
+        }?;
+        if std::mem::take(&mut self.recorded)
+            && let Some(events) = &self.events
+        {
+            events.notify_one();
         }
+        Ok(())
+    }
+
+    /// This connection, telling `events` when a transaction that recorded change events
+    /// commits, recording them at trigger-chain depth `depth`.
+    pub(crate) fn announcing(mut self, events: Arc<tokio::sync::Notify>, depth: i64) -> Self {
+        self.events = Some(events);
+        self.depth = depth;
+        self
+    }
+
+    /// Notes that the open transaction recorded a change event.
+    pub(crate) fn recorded_event(&mut self) {
+        self.recorded = true;
     }
 
     /// Past the deadline no statement starts (a call running several statements, such as

@@ -19,6 +19,7 @@ mod outbound;
 mod routes;
 pub mod secrets;
 mod tokens;
+pub mod triggers;
 pub mod usage;
 
 pub use apps::AppRecord;
@@ -138,6 +139,12 @@ pub struct Db {
     /// The keys secrets are sealed with; `None` until the server loaded them (the
     /// secrets service then answers `unavailable`).
     secret_keys: Option<std::sync::Arc<crate::vault::Keys>>,
+    /// Notified when a transaction that recorded change events commits (see
+    /// [`Db::events_written`]).
+    events: std::sync::Arc<tokio::sync::Notify>,
+    /// How deep in a chain of triggers the invocation writing through this database
+    /// runs: the change events it records carry it (0 outside any trigger).
+    depth: i64,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -201,6 +208,8 @@ impl Db {
             dialect,
             files: Default::default(),
             secret_keys: None,
+            events: Default::default(),
+            depth: 0,
         })
     }
 
@@ -228,10 +237,18 @@ impl Db {
     /// A connection for one kv, docs or files call: bounded by the scope of a `Db` from
     /// [`Db::for_app`], else one of the host pool.
     pub(crate) async fn acquire(&self) -> StorageResult<Conn> {
-        match &self.scope {
+        let conn = match &self.scope {
             Some(scope) => Conn::tenant(&self.tenant, scope).await,
             None => Conn::host(&self.pool).await,
-        }
+        }?;
+        Ok(conn.announcing(self.events.clone(), self.depth))
+    }
+
+    /// Notified (one stored permit) each time a transaction of this database's
+    /// connections that recorded change events commits: the event dispatcher waits on
+    /// it. Writes of other processes (nodes) do not notify it.
+    pub fn events_written(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.events.clone()
     }
 
     /// This database with long SQLite statements of [`Db::for_app`] calls under `cpu`,
@@ -244,12 +261,14 @@ impl Db {
         }
     }
 
-    /// This database for one invocation: the CPU slots its long statements take are
-    /// held on its behalf (see [`crate::fair::Held`]).
+    /// This database for one invocation at `depth` in a chain of triggers: the CPU
+    /// slots its long statements take are held on its behalf (see
+    /// [`crate::fair::Held`]), and the change events it records carry `depth`.
     #[must_use]
-    pub fn for_invocation(&self, held: crate::fair::Held) -> Self {
+    pub fn for_invocation(&self, held: crate::fair::Held, depth: i64) -> Self {
         Self {
             held: Some(held),
+            depth,
             ..self.clone()
         }
     }

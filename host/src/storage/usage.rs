@@ -126,7 +126,12 @@ pub struct Pruned {
     pub change_events: u64,
     /// Per-day usage rows (with the days of email send counts).
     pub usage_days: u64,
+    /// Settled deliveries of events to triggers, and old dead letters.
+    pub deliveries: u64,
 }
+
+/// How long dead letters (and resolved ones) are kept (SPEC §6).
+pub const DEAD_LETTER_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// `count` placeholders in parentheses for row `row` of a multi-row statement: `?` on
 /// SQLite (numbered parameters cost a name lookup each there), `$n` on PostgreSQL.
@@ -260,7 +265,9 @@ impl Db {
 
     /// Deletes what `retention` no longer keeps, at most [`SWEEP_BATCH`] rows per
     /// transaction: invocation records by start time, change events by creation time
-    /// (those not yet dispatched after their own, longer time), usage rows by day.
+    /// (those not yet dispatched after their own, longer time), deliveries to triggers
+    /// once settled as long as dispatched events (dead letters for
+    /// [`DEAD_LETTER_RETENTION`]), usage rows by day.
     pub async fn prune(&self, retention: &Retention) -> StorageResult<Pruned> {
         let now = now_ms();
         let before =
@@ -286,6 +293,21 @@ impl Db {
                 before(retention.undispatched_events),
             )
             .await?;
+        // Delivered (or failed handler) deliveries go with dispatched events.
+        let mut deliveries = self
+            .delete_in_batches(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+                 WHERE status IN ('done', 'failed') AND updated_at < $1 LIMIT $2)",
+                before(retention.dispatched_events),
+            )
+            .await?;
+        deliveries += self
+            .delete_in_batches(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+                 WHERE status IN ('dead', 'resolved') AND updated_at < $1 LIMIT $2)",
+                before(DEAD_LETTER_RETENTION),
+            )
+            .await?;
         let oldest_day = utc_day(before(retention.usage));
         let mut usage_days = 0;
         for table in ["usage_daily", "email_daily"] {
@@ -299,6 +321,7 @@ impl Db {
             invocations,
             change_events: dispatched + undispatched,
             usage_days,
+            deliveries,
         })
     }
 

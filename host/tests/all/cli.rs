@@ -108,7 +108,7 @@ async fn the_tour_deploy_call_and_read_logs_with_the_cli() {
         .await,
     ))
     .unwrap();
-    assert_eq!(json[0]["trigger"], "invoke");
+    assert_eq!(json[0]["trigger"], "manual");
 
     let deployed: serde_json::Value = serde_json::from_str(&stdout(
         &picloud(

@@ -4,6 +4,7 @@ mod cli;
 mod conformance;
 mod data;
 mod email;
+mod events;
 mod hostile;
 mod outbound;
 mod rhai;

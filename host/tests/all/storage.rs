@@ -370,14 +370,15 @@ async fn routes_are_unique_per_app_method_and_path(backend: Backend) {
         .unwrap();
     let f = db.get_function(a, "f").await.unwrap().unwrap();
     let route = db
-        .create_route(a, "GET", "/x/:id", &f.id, "f")
+        .create_route(a, "GET", "/x/:id", &f.id, "f", "sync")
         .await
         .unwrap();
     assert!(matches!(
-        db.create_route(a, "GET", "/x/:id", &f.id, "f").await,
+        db.create_route(a, "GET", "/x/:id", &f.id, "f", "sync")
+            .await,
         Err(StorageError::Conflict)
     ));
-    db.create_route(a, "POST", "/x/:id", &f.id, "f")
+    db.create_route(a, "POST", "/x/:id", &f.id, "f", "sync")
         .await
         .unwrap();
     assert_eq!(db.list_routes(a).await.unwrap().len(), 2);

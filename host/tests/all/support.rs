@@ -147,9 +147,23 @@ impl TestServer {
         }
     }
 
+    /// A server running elsewhere (another process) at `url`; `stop` leaves it be.
+    pub fn remote(url: String) -> Self {
+        Self {
+            url,
+            http: reqwest::Client::new(),
+            shutdown: None,
+            task: None,
+        }
+    }
+
     pub async fn stop(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
     }
 
     pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

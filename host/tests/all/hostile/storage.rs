@@ -67,7 +67,7 @@ async fn sqlite_a_long_statement_holding_the_only_slot_still_has_its_rows_read()
 
     let cpu = Arc::new(picloud::fair::CpuScheduler::new(1));
     let held = picloud::fair::Held::default();
-    let db = db.with_cpu(cpu.clone()).for_invocation(held.clone());
+    let db = db.with_cpu(cpu.clone()).for_invocation(held.clone(), 0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let invocation = async move {
         let mut sdk = HostSdk::with_deadline(&db, &a, deadline);

@@ -1,21 +1,26 @@
-//! From a resolved app and function to an outcome: caches, admission, run, record.
+//! The invocation core: from a resolved app and function to an outcome — caches,
+//! admission, run, record — for every [`Trigger`], with no HTTP in it. Its callers (the
+//! data plane, the admin API's invoke, the event dispatcher) settle the guest's
+//! response into what they answer before it is recorded, so a record is always what the
+//! caller saw.
+
+mod outcome;
+
+pub use outcome::{Answer, Code, Failure, Trigger};
 
 use crate::admission::{Gates, Load, Refusal, Ticket};
-use crate::dataplane::{CookieScope, INVOCATION_ID_HEADER};
-use crate::error::{ApiError, ApiResult};
 use crate::fair::CpuScheduler;
 use crate::mailer::Mailer;
 use crate::outbound::Outbound;
 use crate::quota::FuelQuotas;
 use crate::recorder::Recorder;
-use crate::routing::{RouteMatch, RouteTable};
+use crate::routing::RouteTable;
 use crate::services::HostSdk;
 use crate::services::common::CallLog;
 use crate::services::email::EmailService;
 use crate::services::http::HttpService;
 use crate::services::script::{KIND_RHAI, KIND_RHAI_MODULE, Script};
 use crate::storage::{Db, InvocationRecord};
-use axum::http::{HeaderValue, StatusCode};
 use picloud_runtime::{
     Collected, CompileError, Compiled, Invocation, Limits, LogLine, Outcome, Request, Runtime,
     WarmPool,
@@ -144,6 +149,33 @@ type FunctionSlot = Arc<OnceCell<Option<Arc<ActiveFunction>>>>;
 pub struct Admission {
     invocation_id: String,
     ticket: Ticket,
+}
+
+/// One invocation to run: which function of which app, why, with what request.
+pub struct Call<'a> {
+    /// The app.
+    pub app: &'a AppEntry,
+    /// The function's name.
+    pub function_name: &'a str,
+    /// Its active version.
+    pub function: &'a ActiveFunction,
+    /// What started it.
+    pub trigger: Trigger,
+    /// What it is given (the HTTP request, or the trigger's event in `event`).
+    pub request: Request,
+    /// How deep in a chain of triggers it runs: 0 for a request, a cron tick or an
+    /// operator's call, one more than its event's for a delivery. The change events its
+    /// writes record carry it.
+    pub depth: i64,
+}
+
+/// A finished invocation's answer, as its caller settled it.
+#[derive(Debug)]
+pub struct Answered<T> {
+    /// The invocation.
+    pub invocation_id: String,
+    /// The answer.
+    pub answer: T,
 }
 
 /// Runs invocations and keeps the caches of apps and active functions. Caches are
@@ -315,7 +347,7 @@ impl Invoker {
     }
 
     /// The app called `name`, from the cache or the database.
-    pub async fn app(&self, name: &str) -> ApiResult<Option<Arc<AppEntry>>> {
+    pub async fn app(&self, name: &str) -> Result<Option<Arc<AppEntry>>, Failure> {
         if let Some(hit) = lock(&self.apps).get(name) {
             return Ok(Some(hit.clone()));
         }
@@ -324,7 +356,7 @@ impl Invoker {
         Box::pin(self.load_app(name)).await
     }
 
-    async fn load_app(&self, name: &str) -> ApiResult<Option<Arc<AppEntry>>> {
+    async fn load_app(&self, name: &str) -> Result<Option<Arc<AppEntry>>, Failure> {
         let Some(app) = self.db.get_app(name).await? else {
             return Ok(None);
         };
@@ -347,7 +379,7 @@ impl Invoker {
         &self,
         app: &AppEntry,
         name: &str,
-    ) -> ApiResult<Option<Arc<ActiveFunction>>> {
+    ) -> Result<Option<Arc<ActiveFunction>>, Failure> {
         let slot = {
             let mut functions = lock(&self.functions);
             match functions.get(&app.name).and_then(|f| f.get(name)) {
@@ -369,7 +401,7 @@ impl Invoker {
                 return Ok(None);
             };
             let bytes = self.db.artifact(&function.sha256).await?.ok_or_else(|| {
-                ApiError::internal(format!(
+                Failure::internal(format!(
                     "artifact {} of {}/{name} is missing",
                     function.sha256, app.name
                 ))
@@ -377,10 +409,11 @@ impl Invoker {
             if function.kind == KIND_RHAI_MODULE {
                 return Ok(None);
             }
-            let prepared = self.prepare(&function.kind, bytes).await.map_err(|e| {
-                ApiError::internal(format!("stored artifact does not compile: {e}"))
-            })?;
-            Ok::<_, ApiError>(Some(Arc::new(ActiveFunction {
+            let prepared = self
+                .prepare(&function.kind, bytes)
+                .await
+                .map_err(|e| Failure::internal(format!("stored artifact does not compile: {e}")))?;
+            Ok::<_, Failure>(Some(Arc::new(ActiveFunction {
                 version: function.active_version,
                 prepared,
                 warm: self.warm_pool(&function.kind),
@@ -434,16 +467,19 @@ impl Invoker {
     }
 
     /// Lets an invocation of `app` in under the app's daily fuel quota and concurrency
-    /// cap, or answers 429.
-    pub async fn admit(&self, app: &AppEntry) -> Result<Admission, ApiError> {
+    /// cap, or says why not (`quota_exceeded`, with when to retry).
+    pub async fn admit(&self, app: &AppEntry) -> Result<Admission, Failure> {
         let invocation_id = uuid::Uuid::now_v7().to_string();
         if let Err(reached) = self.quotas.admit(&app.id, app.limits.daily_fuel).await {
-            let error = ApiError::quota_exceeded(format!(
-                "app {} used its daily fuel quota of {}; it renews at midnight UTC",
-                app.name, reached.quota
-            ))
+            let failure = Failure::new(
+                Code::QuotaExceeded,
+                format!(
+                    "app {} used its daily fuel quota of {}; it renews at midnight UTC",
+                    app.name, reached.quota
+                ),
+            )
             .with_retry_after(reached.retry_after_secs);
-            return Err(error.with_invocation(&invocation_id));
+            return Err(failure.with_invocation(&invocation_id));
         }
         let ticket = match self.gates.admit(&app.id).await {
             Ok(ticket) => ticket,
@@ -461,8 +497,8 @@ impl Invoker {
                         config.max_wait.as_millis()
                     ),
                 };
-                let error = ApiError::quota_exceeded(format!("{why}; retry"));
-                return Err(error.with_invocation(&invocation_id));
+                let failure = Failure::new(Code::QuotaExceeded, format!("{why}; retry"));
+                return Err(failure.with_invocation(&invocation_id));
             }
         };
         Ok(Admission {
@@ -486,21 +522,25 @@ impl Invoker {
         self.gates.load(&app.id)
     }
 
-    /// Runs `function` of `app` for `request` under the app's limits, turns the guest's
-    /// response into the HTTP answer (see [`crate::dataplane::finish`]; `cookies` is
-    /// where the answer goes) and queues the invocation record of exactly that answer.
-    /// An error's `message` is generic (SPEC §3), its `detail` has the reason.
-    #[allow(clippy::too_many_arguments)] // each is one distinct input of an invocation
-    pub async fn run(
+    /// Runs `call` under its app's limits, settles the guest's response with `settle`
+    /// into the caller's answer (or a failure: `function_failed` for what the caller
+    /// cannot be given; `settle` may add lines to the invocation's log), and queues the
+    /// invocation record of exactly that answer. A failure's `message` is PiCloud's,
+    /// its `detail` has the reason.
+    pub async fn run<T: Answer>(
         &self,
         admission: Admission,
-        app: &AppEntry,
-        function_name: &str,
-        function: &ActiveFunction,
-        trigger: &str,
-        request: Request,
-        cookies: &CookieScope,
-    ) -> Result<axum::response::Response, ApiError> {
+        call: Call<'_>,
+        settle: impl FnOnce(picloud_runtime::Response, &mut Vec<LogLine>) -> Result<T, Failure>,
+    ) -> Result<Answered<T>, Failure> {
+        let Call {
+            app,
+            function_name,
+            function,
+            trigger,
+            request,
+            depth,
+        } = call;
         // The app's slot is held until the invocation is recorded.
         let Admission {
             invocation_id,
@@ -510,17 +550,21 @@ impl Invoker {
         let _slot = match self.capacity.take(running) {
             Ok(slot) => slot,
             Err(refused) => {
-                let error = match refused {
-                    Refused::Full => ApiError::unavailable(
+                let failure = match refused {
+                    Refused::Full => Failure::new(
+                        Code::Unavailable,
                         "the server runs as many invocations as it can; retry",
                     ),
-                    Refused::Busy => ApiError::quota_exceeded(format!(
-                        "app {} already runs {} invocations and the server's instance pool is nearly full; retry",
-                        app.name,
-                        running - 1
-                    )),
+                    Refused::Busy => Failure::new(
+                        Code::QuotaExceeded,
+                        format!(
+                            "app {} already runs {} invocations and the server's instance pool is nearly full; retry",
+                            app.name,
+                            running - 1
+                        ),
+                    ),
                 };
-                return Err(error.with_invocation(&invocation_id));
+                return Err(failure.with_invocation(&invocation_id));
             }
         };
         let started_at = self.quotas.clock().now_ms();
@@ -529,12 +573,12 @@ impl Invoker {
             function: function_name.to_owned(),
             version: u32::try_from(function.version).unwrap_or(u32::MAX),
             invocation_id: invocation_id.clone(),
-            trigger: trigger.to_owned(),
+            trigger: trigger.as_str().to_owned(),
             event: request.event.clone(),
         };
         let deadline = tokio::time::Instant::now() + app.limits.timeout();
         let held = crate::fair::Held::default();
-        let db = self.db.for_invocation(held.clone());
+        let db = self.db.for_invocation(held.clone(), depth);
         let mut sdk = match &function.prepared.script {
             Some(source) => HostSdk::with_script(
                 &db,
@@ -589,25 +633,18 @@ impl Invoker {
             .used(&app.id, app.limits.daily_fuel, started_at, fuel_used);
         merge_call_lines(&mut logs, &calls);
         // The answer is settled before it is recorded, so the record is what the
-        // client saw.
+        // caller saw.
         let result = match result {
-            Ok(guest) => crate::dataplane::finish(guest, cookies, &mut logs).map_err(|reason| {
-                ApiError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "function_failed",
-                    "the function's response cannot be sent",
-                )
-                .with_detail(reason)
-            }),
-            Err(e) => Err(ApiError::from_run(&e, &invocation_id)),
+            Ok(guest) => settle(guest, &mut logs),
+            Err(e) => Err(Failure::from_run(&e, &invocation_id)),
         };
         let (status, http_status, code, message) = match &result {
-            Ok(response) => ("ok", i64::from(response.status().as_u16()), None, None),
-            Err(e) => (
+            Ok(answer) => ("ok", i64::from(answer.status()), None, None),
+            Err(f) => (
                 "error",
-                i64::from(e.status.as_u16()),
-                Some(e.code.to_owned()),
-                Some(e.detail.clone().unwrap_or_else(|| e.message.clone())),
+                i64::from(f.code.status()),
+                Some(f.code.as_str().to_owned()),
+                Some(f.recorded_message()),
             ),
         };
         self.recorder.record(
@@ -617,7 +654,7 @@ impl Invoker {
                 app: app.name.clone(),
                 function: function_name.to_owned(),
                 version: function.version,
-                trigger: trigger.to_owned(),
+                trigger: trigger.as_str().to_owned(),
                 status: status.to_owned(),
                 http_status,
                 error_code: code,
@@ -630,21 +667,11 @@ impl Invoker {
             },
         );
         match result {
-            Ok(mut response) => {
-                response.headers_mut().insert(
-                    INVOCATION_ID_HEADER,
-                    HeaderValue::from_str(&invocation_id).expect("uuid is a valid header value"),
-                );
-                Ok(response)
-            }
-            Err(error) => Err(error.with_invocation(&invocation_id)),
+            Ok(answer) => Ok(Answered {
+                invocation_id,
+                answer,
+            }),
+            Err(failure) => Err(failure.with_invocation(&invocation_id)),
         }
-    }
-
-    /// Resolves a data-plane request of `app` to its route, or `no_route`.
-    pub fn route(app: &AppEntry, method: &str, path: &str) -> ApiResult<RouteMatch> {
-        app.routes.lookup(method, path).ok_or_else(|| {
-            ApiError::no_route(format!("app {} has no route for {method} {path}", app.name))
-        })
     }
 }
