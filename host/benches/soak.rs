@@ -350,6 +350,32 @@ fn rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Resident MiB of the instance pool's reservations (mappings of 1 GiB or more: the
+/// pooling allocator's memories, stacks and tables) and of everything else.
+fn rss_split_mib() -> (f64, f64) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let (mut pool, mut rest, mut size) = (0u64, 0u64, 0u64);
+    for line in smaps.lines() {
+        let kb = |v: &str| {
+            v.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+        };
+        if let Some(v) = line.strip_prefix("Size:") {
+            size = kb(v);
+        } else if let Some(v) = line.strip_prefix("Rss:") {
+            if size >= 1024 * 1024 {
+                pool += kb(v);
+            } else {
+                rest += kb(v);
+            }
+        }
+    }
+    (pool as f64 / 1024.0, rest as f64 / 1024.0)
+}
+
 fn main() {
     let soak = Duration::from_secs(
         std::env::var("PICLOUD_SOAK_SECS")
@@ -398,6 +424,7 @@ fn main() {
         alone.errors
     );
     let rss_start = rss_mib();
+    let split_start = rss_split_mib();
     let sampler = {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
@@ -436,5 +463,10 @@ fn main() {
         at(0.5),
         at(0.75),
         at(1.0)
+    );
+    let split_end = rss_split_mib();
+    println!(
+        "RSS (MiB) of the instance pool / the rest: {:.0} / {:.0} before the attack, {:.0} / {:.0} after",
+        split_start.0, split_start.1, split_end.0, split_end.1
     );
 }
