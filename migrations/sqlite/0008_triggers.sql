@@ -56,7 +56,7 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX triggers_due ON triggers (next_tick) WHERE kind = 'cron';
 
-CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending';
+CREATE INDEX deliveries_due ON deliveries (next_at, id) WHERE status = 'pending';
 CREATE INDEX deliveries_in_order ON deliveries (app_id, trigger_name, order_key, id)
     WHERE status = 'pending';
 CREATE INDEX deliveries_by_app ON deliveries (app_id, status, id);

@@ -47,6 +47,9 @@ impl Default for DispatchConfig {
     }
 }
 
+/// While deliveries run, the dispatcher claims more once this many can start.
+const CLAIM_BATCH: usize = 16;
+
 /// Defaults of a trigger's retries (SPEC §6).
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;
 /// See [`DEFAULT_MAX_ATTEMPTS`].
@@ -124,8 +127,11 @@ impl Dispatcher {
             Ok(n) => busy |= n > 0,
             Err(e) => tracing::warn!(error = %e, "firing cron triggers failed"),
         }
+        // Claims go in batches while deliveries run: one claim statement per few
+        // deliveries, not per delivery, when the queue is long.
         let room = self.in_flight.available_permits();
-        if room == 0 {
+        let running = self.config.max_in_flight - room;
+        if room == 0 || (running > 0 && room < CLAIM_BATCH.min(self.config.max_in_flight)) {
             return busy;
         }
         let now = now_ms();

@@ -437,7 +437,8 @@ impl Db {
     }
 
     /// Claims up to `limit` due deliveries for this node until `lease_until`, counting an
-    /// attempt for each. A delivery waits while an earlier one of its trigger and order
+    /// attempt for each, the longest due first (the scan walks the due index and stops at
+    /// `limit`, however long the queue). A delivery waits while an earlier one of its trigger and order
     /// key is pending (its retries included), so one key's events run in order. A node
     /// that dies holding a claim leaves it to another (or to itself after a restart)
     /// once the lease has passed: delivery is at least once.
@@ -459,7 +460,7 @@ impl Db {
                  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.status = 'pending' \
                      AND e.app_id = d.app_id AND e.trigger_name = d.trigger_name \
                      AND e.order_key = d.order_key AND e.id < d.id) \
-                 ORDER BY d.id LIMIT $3{skip_locked}) \
+                 ORDER BY d.next_at, d.id LIMIT $3{skip_locked}) \
              RETURNING id, app_id, trigger_name, event, attempts, handles_dead_letter, depth, \
              function"
         ))
