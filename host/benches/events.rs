@@ -8,7 +8,10 @@
 //!   competing), events per second until all are delivered;
 //! - latency: one write at a time (each after the last one's handler ran); the handler
 //!   stores `time::now()`, and write → handler start is that minus the event's `at`
-//!   (ms granularity; goal p50 ≤ 5 ms).
+//!   (ms granularity; goal p50 ≤ 5 ms);
+//! - realtime fan-out: 1,000 subscribers of one topic over SSE on loopback; one publish
+//!   (a function's `pubsub::publish`, then one `publish_durable`), time from sending the
+//!   request to the last subscriber receiving the message.
 //!
 //! Run with `cargo bench -p picloud --bench events`.
 
@@ -25,6 +28,8 @@ const REQUESTS: usize = 50;
 const WRITES_PER_REQUEST: usize = 100;
 /// Writes of the latency run.
 const LATENCY_SAMPLES: usize = 200;
+/// Subscribers of the fan-out run.
+const SUBSCRIBERS: usize = 1_000;
 
 async fn deploy(http: &reqwest::Client, base: &str, name: &str, script: &str, route: Option<&str>) {
     admin(
@@ -278,6 +283,90 @@ async fn run(backend: &str, url: Option<String>) {
         pct(0.99),
         latencies[latencies.len() - 1]
     );
+
+    fan_out(backend, &http, &base).await;
+}
+
+/// One publish to [`SUBSCRIBERS`] SSE subscribers: time to the last delivery.
+async fn fan_out(backend: &str, http: &reqwest::Client, base: &str) {
+    admin(
+        http,
+        base,
+        Method::PUT,
+        "/apps/bench/topics/ticks",
+        json!({ "external": true }).to_string().into(),
+        true,
+    )
+    .await;
+    deploy(
+        http,
+        base,
+        "token",
+        r#"#{ token: pubsub::subscriber_token("ticks", 600) }"#,
+        Some("GET /token"),
+    )
+    .await;
+    deploy(
+        http,
+        base,
+        "tick",
+        r#"if ctx.request.params.kind == "durable" { pubsub::publish_durable("ticks", #{ n: 1 }) } else { pubsub::publish("ticks", #{ n: 1 }) } "ok""#,
+        Some("POST /tick/:kind"),
+    )
+    .await;
+    let token: Value = http
+        .get(format!("{base}/fn/bench/token"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+    for kind in ["realtime", "durable"] {
+        let ready = std::sync::Arc::new(tokio::sync::Barrier::new(SUBSCRIBERS + 1));
+        let mut subscribers = Vec::with_capacity(SUBSCRIBERS);
+        for _ in 0..SUBSCRIBERS {
+            // A client each: one connection per subscriber, as browsers have.
+            let client = reqwest::Client::new();
+            let (url, ready) = (
+                format!("{base}/rt/bench/ticks?token={token}"),
+                ready.clone(),
+            );
+            subscribers.push(tokio::spawn(async move {
+                let mut response = client.get(url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                ready.wait().await;
+                let mut seen = String::new();
+                while !seen.contains("data:") {
+                    let chunk = response.chunk().await.unwrap().expect("the stream goes on");
+                    seen.push_str(std::str::from_utf8(&chunk).unwrap());
+                }
+                Instant::now()
+            }));
+        }
+        ready.wait().await;
+        let start = Instant::now();
+        let r = http
+            .post(format!("{base}/fn/bench/tick/{kind}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let answered = start.elapsed();
+        let mut arrivals = Vec::with_capacity(SUBSCRIBERS);
+        for s in subscribers {
+            arrivals.push(s.await.unwrap() - start);
+        }
+        arrivals.sort_unstable();
+        println!(
+            "{backend}: one {kind} publish to {SUBSCRIBERS} SSE subscribers: the publishing request answered in {:.1} ms; first delivery {:.1} ms, median {:.1} ms, last {:.1} ms after the request was sent",
+            answered.as_secs_f64() * 1e3,
+            arrivals[0].as_secs_f64() * 1e3,
+            arrivals[SUBSCRIBERS / 2].as_secs_f64() * 1e3,
+            arrivals[SUBSCRIBERS - 1].as_secs_f64() * 1e3,
+        );
+    }
 }
 
 fn main() {

@@ -85,6 +85,22 @@ impl Jobs {
         });
     }
 
+    /// Runs `task` (a listener that runs for the server's life) until shutdown.
+    pub fn until_shutdown(
+        &self,
+        name: &'static str,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let mut stop = self.stop.subscribe();
+        self.spawn(async move {
+            tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => {}
+                () = task => {}
+            }
+            tracing::debug!(job = name, "job stopped");
+        });
+    }
+
     /// Runs `job` as a queue-draining job: again at once while it answers that it found
     /// work, otherwise when `wake` is notified or `poll` has passed, until shutdown.
     pub fn draining<F, Fut>(

@@ -205,6 +205,16 @@ pub struct ServeArgs {
     /// Emails one app may send per UTC day; more answer `limit` until midnight UTC.
     #[arg(long, env = "PICLOUD_EMAIL_DAILY_LIMIT", default_value_t = mailer::DEFAULT_DAILY_LIMIT)]
     pub email_daily_limit: u64,
+    /// Seconds between heartbeat comments on an idle realtime stream.
+    #[arg(long, env = "PICLOUD_REALTIME_HEARTBEAT_SECS", default_value_t = crate::events::realtime::DEFAULT_HEARTBEAT.as_secs())]
+    pub realtime_heartbeat_secs: u64,
+    /// Messages a realtime subscriber may fall behind before it is disconnected.
+    #[arg(long, env = "PICLOUD_REALTIME_BUFFER", default_value_t = crate::events::realtime::DEFAULT_BUFFER)]
+    pub realtime_buffer: usize,
+    /// Realtime subscribers of one app connected to this node at once; more are
+    /// answered 429.
+    #[arg(long, env = "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_APP", default_value_t = crate::events::realtime::DEFAULT_MAX_SUBSCRIBERS_PER_APP)]
+    pub realtime_max_subscribers_per_app: usize,
 }
 
 impl ServeArgs {
@@ -248,6 +258,10 @@ impl ServeArgs {
             email_from: None,
             email_max_bytes: mailer::DEFAULT_MAX_BYTES,
             email_daily_limit: mailer::DEFAULT_DAILY_LIMIT,
+            realtime_heartbeat_secs: crate::events::realtime::DEFAULT_HEARTBEAT.as_secs(),
+            realtime_buffer: crate::events::realtime::DEFAULT_BUFFER,
+            realtime_max_subscribers_per_app:
+                crate::events::realtime::DEFAULT_MAX_SUBSCRIBERS_PER_APP,
         }
     }
 
@@ -399,7 +413,12 @@ impl Server {
             args.cpu_slots.unwrap_or(cores),
             quotas,
         )
-        .with_outbound(Arc::new(outbound::Outbound::new(args.outbound())?));
+        .with_outbound(Arc::new(outbound::Outbound::new(args.outbound())?))
+        .with_realtime(crate::events::realtime::RealtimeConfig {
+            heartbeat: Duration::from_secs(args.realtime_heartbeat_secs.max(1)),
+            buffer: args.realtime_buffer.max(1),
+            max_subscribers_per_app: args.realtime_max_subscribers_per_app,
+        });
         let invoker = match args.mailer()? {
             Some(mailer) => invoker.with_mailer(Arc::new(mailer)),
             None => invoker,
@@ -475,6 +494,16 @@ impl Server {
         .start(&jobs)
         .await;
 
+        // Realtime messages travel between the nodes of one PostgreSQL database.
+        if let (Some(url), Dialect::Postgres) = (&args.database_url, db.dialect()) {
+            let realtime = state.invoker.realtime().clone();
+            realtime.relay_as(jobs.node());
+            jobs.until_shutdown(
+                "realtime-relay",
+                crate::events::realtime::relay_listener(url.clone(), db.clone(), realtime),
+            );
+        }
+
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         Ok(Self {
             state,
@@ -498,6 +527,7 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let recorder = self.state.recorder.clone();
+        let realtime = self.state.invoker.realtime().clone();
         let jobs = self.jobs.clone();
         let front = dataplane::Front::new(self.state.clone(), router(self.state));
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -532,6 +562,8 @@ impl Server {
             });
         }
         drop(self.listener);
+        // Realtime streams never end by themselves: end them, or draining waits forever.
+        realtime.close();
         connections.shutdown().await;
         jobs.shutdown().await;
         recorder.flush().await;
@@ -569,6 +601,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api::router(state.clone()))
+        .merge(crate::events::realtime::router())
         .with_state(state)
         .layer(axum::middleware::map_response(
             |mut response: axum::response::Response| async move {

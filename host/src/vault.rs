@@ -36,6 +36,8 @@ const NONCE_BYTES: usize = 12;
 pub struct MasterKey {
     id: String,
     cipher: Aes256Gcm,
+    /// Derives the keys of other purposes (never the key itself: a hash of it).
+    derive: [u8; 32],
 }
 
 impl MasterKey {
@@ -50,7 +52,8 @@ impl MasterKey {
         let id =
             hex::encode(&Sha256::digest([b"picloud-secret-key-id:", &bytes[..]].concat())[..8]);
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|e| e.to_string())?;
-        Ok(Self { id, cipher })
+        let derive = Sha256::digest([b"picloud-derive-key:", &bytes[..]].concat()).into();
+        Ok(Self { id, cipher, derive })
     }
 
     /// A new random key and its base64 text.
@@ -184,6 +187,26 @@ impl Keys {
         self.key(&sealed.key_id)?
             .open(&aad(kind, app_id, name), &sealed.sealed)
             .ok_or(OpenError::Tampered)
+    }
+
+    /// The keys of `purpose` for app `app_id` derived from the master keys
+    /// (HMAC-SHA256), the current key's first: a signature made with the first verifies
+    /// with any, so tokens signed before a rotation stay valid during it. Every node
+    /// sharing the master key derives the same keys, and an app's never verifies
+    /// another's (its id is part of the derivation).
+    pub fn derived(&self, purpose: &str, app_id: &str) -> Vec<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(|key| {
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.derive)
+                    .expect("HMAC takes keys of any length");
+                mac.update(purpose.as_bytes());
+                mac.update(b"\0");
+                mac.update(app_id.as_bytes());
+                mac.finalize().into_bytes().into()
+            })
+            .collect()
     }
 
     fn key(&self, id: &str) -> Result<&MasterKey, OpenError> {

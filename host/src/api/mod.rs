@@ -8,6 +8,7 @@ mod inbound;
 mod invocations;
 mod routes;
 mod secrets;
+mod topics;
 mod triggers;
 
 use crate::error::{ApiError, ApiResult};
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(email::router())
         .merge(inbound::router())
         .merge(triggers::router())
+        .merge(topics::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,

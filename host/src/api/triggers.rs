@@ -1,5 +1,5 @@
-//! `/apps/{app}/triggers`: run a function on a schedule, when data changes or when an
-//! event dies — create,
+//! `/apps/{app}/triggers`: run a function on a schedule, when data changes, when a
+//! message is published durably or when an event dies — create,
 //! list, delete; `/apps/{app}/dead-letters`: events that exhausted their attempts — list,
 //! show, replay, resolve; `/apps/{app}/executions/{id}`: an async route's request — its
 //! status and answer.
@@ -44,6 +44,8 @@ struct NewTrigger {
     collection: Option<String>,
     ops: Option<Vec<String>>,
     schedule: Option<String>,
+    /// `pubsub`: the topic (stored as the collection, with source `pubsub`).
+    topic: Option<String>,
     max_attempts: Option<i64>,
     backoff_ms: Option<i64>,
 }
@@ -76,10 +78,29 @@ fn check_trigger_name(name: &str) -> ApiResult<()> {
 
 /// Checks `new` and fills in the defaults; a cron trigger's first tick is the first
 /// after `now`.
-fn checked(new: NewTrigger, now: i64) -> ApiResult<TriggerRecord> {
+fn checked(mut new: NewTrigger, now: i64) -> ApiResult<TriggerRecord> {
     check_trigger_name(&new.name)?;
+    if new.kind != "pubsub" && new.topic.is_some() {
+        return Err(ApiError::bad_request("only a pubsub trigger takes a topic"));
+    }
+    if new.kind == "pubsub" {
+        if new.source.is_some() || new.collection.is_some() || new.ops.is_some() {
+            return Err(ApiError::bad_request(
+                "a pubsub trigger takes a topic, no source, collection or ops",
+            ));
+        }
+        let Some(topic) = new.topic.take() else {
+            return Err(ApiError::bad_request(
+                "a pubsub trigger needs the topic it runs for",
+            ));
+        };
+        crate::events::realtime::check_topic(&topic).map_err(ApiError::bad_request)?;
+        new.source = Some("pubsub".into());
+        new.collection = Some(topic);
+    }
     let source_ops = match new.source.as_deref() {
         None => None,
+        Some("pubsub") if new.kind != "change" => None,
         Some(source) => Some(ops_of(source).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "source {source:?} is not one of kv, docs, files, email"
@@ -139,6 +160,8 @@ fn checked(new: NewTrigger, now: i64) -> ApiResult<TriggerRecord> {
                 )));
             }
         }
+        // Checked above.
+        "pubsub" => {}
         "dead-letter" => {
             if new.collection.is_some() || new.ops.is_some() {
                 return Err(ApiError::bad_request(
@@ -148,7 +171,7 @@ fn checked(new: NewTrigger, now: i64) -> ApiResult<TriggerRecord> {
         }
         other => {
             return Err(ApiError::bad_request(format!(
-                "kind {other:?} is not one of change, cron, dead-letter"
+                "kind {other:?} is not one of change, pubsub, cron, dead-letter"
             )));
         }
     }

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 #[derive(Debug, Subcommand)]
 pub(super) enum TriggersCommand {
     /// Run a function when the app's data changes (`--source kv|docs|files|email`), on
-    /// a schedule (`--kind cron --schedule '*/5 * * * *'`, UTC), or when one of its
+    /// a schedule (`--kind cron --schedule '*/5 * * * *'`, UTC), for each message
+    /// published durably on a topic (`--kind pubsub --topic T`), or when one of its
     /// events becomes a dead letter (`--kind dead-letter`).
     Create {
         /// App name.
@@ -18,9 +19,12 @@ pub(super) enum TriggersCommand {
         /// The function it runs.
         #[arg(long)]
         function: String,
-        /// `change`, `cron` or `dead-letter`.
+        /// `change`, `pubsub`, `cron` or `dead-letter`.
         #[arg(long, default_value = "change")]
         kind: String,
+        /// A pubsub trigger's topic.
+        #[arg(long)]
+        topic: Option<String>,
         /// A cron trigger's 5-field schedule (minute hour day-of-month month
         /// day-of-week), in UTC.
         #[arg(long)]
@@ -85,7 +89,13 @@ pub(super) enum DeadLettersCommand {
 
 fn describe(t: &Value) -> String {
     let mut what = vec![t["kind"].as_str().unwrap_or("").to_owned()];
+    if t["kind"] == "pubsub" {
+        what.push(format!("topic={}", t["collection"].as_str().unwrap_or("")));
+    }
     for field in ["source", "collection", "schedule"] {
+        if t["kind"] == "pubsub" {
+            break;
+        }
         if let Some(v) = t[field].as_str() {
             what.push(format!("{field}={v}"));
         }
@@ -115,6 +125,7 @@ pub(super) async fn triggers(
             name,
             function,
             kind,
+            topic,
             schedule,
             source,
             collection,
@@ -124,6 +135,7 @@ pub(super) async fn triggers(
         } => {
             let mut body = json!({ "name": name, "kind": kind, "function": function });
             for (field, value) in [
+                ("topic", topic),
                 ("source", source),
                 ("collection", collection),
                 ("schedule", schedule),

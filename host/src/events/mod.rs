@@ -11,6 +11,7 @@
 //! at the next poll.
 
 pub mod cron;
+pub mod realtime;
 
 use crate::invoke::{Call, Code, Failure, Invoker, Trigger};
 use crate::jobs::Jobs;
@@ -288,6 +289,7 @@ impl Dispatcher {
             match event_source(&delivery.event).as_deref() {
                 Some("email") => Trigger::Email,
                 Some("cron") => Trigger::Cron,
+                Some("pubsub") => Trigger::Pubsub,
                 _ => Trigger::Change,
             }
         };

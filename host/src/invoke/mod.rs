@@ -206,6 +206,8 @@ pub struct Invoker {
     outbound: Option<Arc<Outbound>>,
     /// Outbound email of guests; `None`: their sends answer `unavailable`.
     mailer: Option<Arc<Mailer>>,
+    /// This node's realtime subscribers, whom guests' `pubsub` publishes reach.
+    realtime: Arc<crate::events::realtime::Realtime>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -244,7 +246,21 @@ impl Invoker {
             compiling: RwLock::new(()),
             outbound: None,
             mailer: None,
+            realtime: crate::events::realtime::Realtime::new(
+                crate::events::realtime::RealtimeConfig::default(),
+            ),
         }
+    }
+
+    /// This invoker with realtime subscribers configured by `config`.
+    pub fn with_realtime(mut self, config: crate::events::realtime::RealtimeConfig) -> Self {
+        self.realtime = crate::events::realtime::Realtime::new(config);
+        self
+    }
+
+    /// This node's realtime subscribers.
+    pub fn realtime(&self) -> &Arc<crate::events::realtime::Realtime> {
+        &self.realtime
     }
 
     /// This invoker with guests' outbound http served by `outbound`.
@@ -600,6 +616,12 @@ impl Invoker {
                 calls.clone(),
             ));
         }
+        sdk = sdk.with_pubsub(crate::services::pubsub::PubsubService::new(
+            db.for_app(&app.id, Some(deadline)),
+            app.id.as_str().into(),
+            self.realtime.clone(),
+            self.quotas.clock().clone(),
+        ));
         if let Some(mailer) = &self.mailer {
             sdk = sdk.with_email(EmailService::new(
                 mailer.clone(),

@@ -33,6 +33,7 @@ pub mod email;
 pub mod files;
 pub mod http;
 pub mod kv;
+pub mod pubsub;
 pub mod script;
 pub mod secrets;
 
@@ -49,6 +50,7 @@ pub struct HostSdk {
     secrets: secrets::SecretsService,
     script: script::ScriptService,
     dead_letters: dead_letters::DeadLettersService,
+    pubsub: pubsub::PubsubService,
     unavailable: Unavailable,
 }
 
@@ -82,6 +84,13 @@ impl HostSdk {
         self
     }
 
+    /// These services with pubsub served by `pubsub` (without, every call answers
+    /// `unavailable`).
+    pub fn with_pubsub(mut self, pubsub: pubsub::PubsubService) -> Self {
+        self.pubsub = pubsub;
+        self
+    }
+
     /// These services with outbound email served by `email` (without, every send
     /// answers `unavailable("email not configured")`).
     pub fn with_email(mut self, email: email::EmailService) -> Self {
@@ -106,6 +115,7 @@ impl HostSdk {
             email: email::EmailService::unconfigured(db.clone(), app_id.clone()),
             secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
             dead_letters: dead_letters::DeadLettersService::new(db.clone(), app_id.clone()),
+            pubsub: pubsub::PubsubService::unavailable(db.clone(), app_id.clone()),
             script: script::ScriptService::new(db.clone(), app_id, script),
             unavailable: Unavailable,
         }
@@ -120,7 +130,7 @@ impl Sdk for HostSdk {
     type Email = email::EmailService;
     type Secrets = secrets::SecretsService;
     type Users = Unavailable;
-    type Pubsub = Unavailable;
+    type Pubsub = pubsub::PubsubService;
     type DeadLetters = dead_letters::DeadLettersService;
     type Script = script::ScriptService;
 
@@ -145,8 +155,8 @@ impl Sdk for HostSdk {
     fn users(&mut self) -> &mut Unavailable {
         &mut self.unavailable
     }
-    fn pubsub(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn pubsub(&mut self) -> &mut pubsub::PubsubService {
+        &mut self.pubsub
     }
     fn dead_letters(&mut self) -> &mut dead_letters::DeadLettersService {
         &mut self.dead_letters

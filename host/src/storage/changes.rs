@@ -1,6 +1,7 @@
 //! The change-event outbox: every kv, docs and files write inserts one row here in the
 //! write's own transaction, so an event exists exactly when its write committed; so does
-//! every inbound email a webhook accepted (source `email`, op `receive`). The
+//! every inbound email a webhook accepted (source `email`, op `receive`) and every
+//! durable pubsub message (source `pubsub`, op `publish`). The
 //! event dispatcher (`crate::events`) takes rows in `seq` order, stamps `dispatched_at`
 //! and queues their deliveries to triggers (`storage::triggers`).
 
@@ -18,6 +19,8 @@ pub enum Source {
     Files,
     /// An inbound email (`POST /api/v1/email-inbound/{app}/{trigger}`).
     Email,
+    /// A message of `pubsub::publish_durable` (op `publish`, collection = the topic).
+    Pubsub,
 }
 
 impl Source {
@@ -28,6 +31,7 @@ impl Source {
             Self::Docs => "docs",
             Self::Files => "files",
             Self::Email => "email",
+            Self::Pubsub => "pubsub",
         }
     }
 }
@@ -70,12 +74,16 @@ pub struct ChangeEvent {
 }
 
 /// Inserts the event of `change` for app `app_id` on `conn`, which must be inside the
-/// write's transaction.
-pub(super) async fn record(conn: &mut Conn, app_id: &str, change: Change<'_>) -> StorageResult<()> {
+/// write's transaction; answers its `seq`.
+pub(super) async fn record(
+    conn: &mut Conn,
+    app_id: &str,
+    change: Change<'_>,
+) -> StorageResult<i64> {
     let depth = conn.depth;
-    sqlx::query(
+    let seq: i64 = sqlx::query_scalar(
         "INSERT INTO change_events (app_id, source, op, collection, key, value, created_at, depth) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING seq",
     )
     .bind(app_id)
     .bind(change.source.as_str())
@@ -85,10 +93,10 @@ pub(super) async fn record(conn: &mut Conn, app_id: &str, change: Change<'_>) ->
     .bind(change.value)
     .bind(now_ms())
     .bind(depth)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     conn.recorded_event();
-    Ok(())
+    Ok(seq)
 }
 
 impl Db {

@@ -19,6 +19,7 @@ mod outbound;
 mod routes;
 pub mod secrets;
 mod tokens;
+pub mod topics;
 pub mod triggers;
 pub mod usage;
 

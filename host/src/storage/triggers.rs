@@ -23,15 +23,15 @@ pub const MAX_EVENT_VALUE_BYTES: usize = 64 * 1024;
 pub struct TriggerRecord {
     /// Unique in its app.
     pub name: String,
-    /// `change`, `cron` or `dead-letter`.
+    /// `change`, `pubsub`, `cron` or `dead-letter`.
     pub kind: String,
     /// The function it runs.
     pub function: String,
-    /// `change`: the interface written (`kv`, `docs`, `files`, `email`); `dead-letter`:
-    /// only dead letters of this source (none: all).
+    /// `change`: the interface written (`kv`, `docs`, `files`, `email`); `pubsub`:
+    /// `pubsub`; `dead-letter`: only dead letters of this source (none: all).
     pub source: Option<String>,
     /// `change`: the collection (files: a path prefix; email: the webhook's name); none:
-    /// all.
+    /// all. `pubsub`: the topic.
     pub collection: Option<String>,
     /// `change`: the operations (none: all).
     pub ops: Option<Vec<String>>,
@@ -48,9 +48,10 @@ pub struct TriggerRecord {
 }
 
 impl TriggerRecord {
-    /// Whether this `change` trigger wants change `event`.
+    /// Whether this `change` or `pubsub` trigger wants `event` (a pubsub trigger is
+    /// stored with source `pubsub` and its topic as the collection).
     fn matches(&self, event: &Pending) -> bool {
-        self.kind == "change"
+        matches!(self.kind.as_str(), "change" | "pubsub")
             && self.source.as_deref() == Some(event.source.as_str())
             && match (&self.collection, event.source.as_str()) {
                 (None, _) => true,
@@ -98,7 +99,8 @@ impl Pending {
     /// What a function gets as `ctx.event` (v1 shape: source, op, collection, key,
     /// value), with the event's id (the same on every attempt: handlers can be
     /// idempotent) and the trigger's name. An inbound email's event is the message
-    /// (from, to, subject, text, html, …) with the same fields added.
+    /// (from, to, subject, text, html, …) with the same fields added; a durable pubsub
+    /// message's is `{id, source: "pubsub", topic, message, published_at, trigger}`.
     fn event(&self, trigger: &str) -> Value {
         let omitted = self
             .value
@@ -110,6 +112,20 @@ impl Pending {
             .filter(|_| !omitted)
             .map(|v| serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())));
         let id = self.seq.to_string();
+        if self.source == "pubsub" {
+            let mut event = json!({
+                "id": id,
+                "source": "pubsub",
+                "topic": self.collection,
+                "message": value,
+                "published_at": self.created_at,
+                "trigger": trigger,
+            });
+            if omitted {
+                event["value_omitted"] = json!(true);
+            }
+            return event;
+        }
         if self.source == "email"
             && let Some(Value::Object(mut message)) = value
         {
@@ -344,7 +360,8 @@ impl Db {
             }
             if !triggers.contains_key(&event.app_id) {
                 let rows = sqlx::query(&format!(
-                    "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE app_id = $1 AND kind = 'change'"
+                    "SELECT {TRIGGER_COLUMNS} FROM triggers WHERE app_id = $1 \
+                     AND kind IN ('change', 'pubsub')"
                 ))
                 .bind(&event.app_id)
                 .fetch_all(&mut *tx)
@@ -356,10 +373,16 @@ impl Db {
                 triggers.insert(event.app_id.clone(), found);
             }
             for trigger in triggers[&event.app_id].iter().filter(|t| t.matches(event)) {
-                let order_key = format!(
-                    "{}\u{1f}{}\u{1f}{}",
-                    event.source, event.collection, event.key
-                );
+                // Writes of one key run in order; pubsub messages (whose key is empty)
+                // each on their own, as a message queue's consumers do.
+                let order_key = if event.source == "pubsub" {
+                    format!("pubsub\u{1f}{}\u{1f}{}", event.collection, event.seq)
+                } else {
+                    format!(
+                        "{}\u{1f}{}\u{1f}{}",
+                        event.source, event.collection, event.key
+                    )
+                };
                 let event_json = event.event(&trigger.name).to_string();
                 let new = NewDelivery {
                     app_id: &event.app_id,

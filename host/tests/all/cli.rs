@@ -397,3 +397,78 @@ async fn limits_and_usage_with_the_cli() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_prints_new_invocations_as_they_are_recorded() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), None).await;
+    server.create_app("shop").await;
+    server
+        .deploy("shop", "hello", hello(), Some("GET /hello"))
+        .await;
+    assert_eq!(server.get("/fn/shop/hello?name=before").await.status(), 200);
+    // The first record is written in a batch: wait for it.
+    let start = std::time::Instant::now();
+    while server
+        .admin(reqwest::Method::GET, "/apps/shop/invocations", None)
+        .await
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+        .args(["logs", "shop", "--follow", "--json", "--limit", "5"])
+        .env("PICLOUD_URL", &server.url)
+        .env("PICLOUD_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let next = async |lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.recv())
+            .await
+            .expect("a line within 30 s")
+            .expect("the CLI is still running");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    // What was there already, then each new invocation once, oldest first.
+    let first = next(&mut lines).await;
+    assert_eq!(first["function"], "hello");
+    for name in ["one", "two"] {
+        assert_eq!(
+            server
+                .get(&format!("/fn/shop/hello?name={name}"))
+                .await
+                .status(),
+            200
+        );
+    }
+    let one = next(&mut lines).await;
+    let two = next(&mut lines).await;
+    assert!(first["id"].as_str() < one["id"].as_str(), "{first} {one}");
+    assert!(one["id"].as_str() < two["id"].as_str(), "{one} {two}");
+    assert_eq!(two["trigger"], "http");
+    // Nothing printed twice.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(2500), lines.recv())
+            .await
+            .is_err(),
+        "no further lines"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.stop().await;
+}

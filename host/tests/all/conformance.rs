@@ -3,13 +3,17 @@
 //! library in this process) and through the Rhai shim component in the sandbox — with
 //! the same host functions (the server's kv, docs, files, secrets and email services on a
 //! fresh app each; email through a real SMTP server on loopback), and the two answers
-//! must be identical: status, headers and body, or the error message.
+//! must be identical: status, headers and body, or the error message. The corpus'
+//! `pubsub::` and `dead_letters::` scripts answer what its in-memory host models (fixed
+//! tokens, dead letter `dl-1`); [`SERVER_CASES`] run those interfaces against this
+//! server's services instead.
 
 use crate::support::{Backend, SmtpSink, TestDb};
 use picloud::mailer::{Mailer, MailerConfig};
 use picloud::services::HostSdk;
 use picloud::services::common::CallLog;
 use picloud::services::email::EmailService;
+use picloud::services::pubsub::PubsubService;
 use picloud::services::script::Script;
 use picloud_rhai_shim::{
     Document, EmailMessage, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, RuntimeInfo,
@@ -19,7 +23,7 @@ use picloud_runtime::docs::Host as _;
 use picloud_runtime::files::Host as _;
 use picloud_runtime::kv::Host as _;
 use picloud_runtime::{Answer, GuestError, Invocation, Limits, RunError, Runtime, RuntimeConfig};
-use picloud_runtime::{Sdk as _, docs, email, files, secrets};
+use picloud_runtime::{Sdk as _, dead_letters, docs, email, files, pubsub, secrets};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -50,6 +54,47 @@ const EXPECTED_DIFFERENCES: &[(&str, &str)] = &[(
     "sandbox error: the function used all of its fuel (1000000000 units)",
 )];
 
+/// Scripts of `pubsub::`, `dead_letters::` and `ctx.event` whose answers depend only on
+/// this server (each app has topic `prices` declared external, `audit` internal): a
+/// header as in the corpus, then the script.
+const SERVER_CASES: &[(&str, &str)] = &[
+    (
+        "server_pubsub",
+        r#"// request: POST /
+let errors = [];
+pubsub::publish("prices", #{ sku: "a", price: 3 });
+pubsub::publish_durable("prices", #{ sku: "a", price: 4 });
+pubsub::publish_durable("internal-only", [1, 2]);
+try { pubsub::publish("a/b", 1); } catch (e) { errors.push(e) }
+try { pubsub::publish_durable("", 1); } catch (e) { errors.push(e) }
+let big = "x";
+for i in 0..17 { big += big; }
+try { pubsub::publish("prices", big); } catch (e) { errors.push(e) }
+try { pubsub::subscriber_token("audit", 60); } catch (e) { errors.push(e) }
+try { pubsub::subscriber_token("nothing", 60); } catch (e) { errors.push(e) }
+try { pubsub::subscriber_token([], 60); } catch (e) { errors.push(e) }
+let token = pubsub::subscriber_token(["prices"], 3600);
+#{ errors: errors, prefix: token.sub_string(0, 4), parts: token.split(".").len() }"#,
+    ),
+    (
+        "server_dead_letters",
+        r#"// request: POST /
+let errors = [];
+try { dead_letters::replay("999"); } catch (e) { errors.push(e) }
+try { dead_letters::resolve("999"); } catch (e) { errors.push(e) }
+try { dead_letters::replay("dl-1"); } catch (e) { errors.push(e) }
+try { dead_letters::resolve("123456789012345678901234"); } catch (e) { errors.push(e) }
+errors"#,
+    ),
+    (
+        "server_ctx_event_pubsub",
+        r#"// event: {"id":"42","source":"pubsub","topic":"orders","message":{"id":7,"items":["a"]},"published_at":1700000000000,"trigger":"on-order"}
+let e = ctx.event;
+#{ summary: `${e.source} ${e.topic} #${e.id}`, order: e.message.id, items: e.message.items,
+   at: e.published_at, trigger: e.trigger, method: ctx.request.method }"#,
+    ),
+];
+
 struct Case {
     name: String,
     source: String,
@@ -79,6 +124,11 @@ fn corpus() -> Vec<Case> {
                 .any(|marker| case.source.contains(marker))
         })
         .collect();
+    cases.extend(SERVER_CASES.iter().map(|(name, source)| Case {
+        name: (*name).to_owned(),
+        source: (*source).to_owned(),
+        request: request_of(source),
+    }));
     cases.sort_by(|a, b| a.name.cmp(&b.name));
     cases
 }
@@ -298,6 +348,27 @@ impl Host for NativeHost {
         })
     }
     fn log(&self, _: LogLevel, _: &str, _: Option<&str>) {}
+    fn pubsub_publish(&self, topic: &str, message: &str) -> SdkResult<()> {
+        self.call(async |sdk| {
+            pubsub::Host::publish(sdk.pubsub(), topic.into(), message.into()).await
+        })
+    }
+    fn pubsub_publish_durable(&self, topic: &str, message: &str) -> SdkResult<()> {
+        self.call(async |sdk| {
+            pubsub::Host::publish_durable(sdk.pubsub(), topic.into(), message.into()).await
+        })
+    }
+    fn pubsub_subscriber_token(&self, topics: &[String], ttl_secs: u32) -> SdkResult<String> {
+        self.call(async |sdk| {
+            pubsub::Host::subscriber_token(sdk.pubsub(), topics.to_vec(), ttl_secs).await
+        })
+    }
+    fn dead_letters_replay(&self, id: &str) -> SdkResult<()> {
+        self.call(async |sdk| dead_letters::Host::replay(sdk.dead_letters(), id.into()).await)
+    }
+    fn dead_letters_resolve(&self, id: &str) -> SdkResult<()> {
+        self.call(async |sdk| dead_letters::Host::resolve(sdk.dead_letters(), id.into()).await)
+    }
     fn runtime_info(&self) -> RuntimeInfo {
         RuntimeInfo {
             app: "conformance".into(),
@@ -365,7 +436,7 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .unwrap(),
         )
     });
-    let with_email = |sdk: HostSdk, app_id: &str| match &mailer {
+    let with_mailer = |sdk: HostSdk, app_id: &str| match &mailer {
         Some(mailer) => sdk.with_email(EmailService::new(
             mailer.clone(),
             db.clone(),
@@ -375,6 +446,17 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             CallLog::default(),
         )),
         None => sdk,
+    };
+    // Both sides publish to one realtime (no subscribers) and mint tokens alike.
+    let realtime = picloud::events::realtime::Realtime::new(Default::default());
+    let with_email = |sdk: HostSdk, app_id: &str| {
+        let pubsub = PubsubService::new(
+            db.clone(),
+            app_id.into(),
+            realtime.clone(),
+            picloud::quota::Clock::default(),
+        );
+        with_mailer(sdk.with_pubsub(pubsub), app_id)
     };
     let runtime: Runtime<HostSdk> = Runtime::new(&RuntimeConfig::default()).unwrap();
     // The generic shim, without a snapshot: it reads each script at its first request.
@@ -396,6 +478,10 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .create_app(&format!("shim-{i}"), &Default::default())
             .await
             .unwrap();
+        for app in [&native_app, &shim_app] {
+            db.put_topic(&app.id, "prices", true).await.unwrap();
+            db.put_topic(&app.id, "audit", false).await.unwrap();
+        }
 
         let host = Rc::new(NativeHost {
             sdk: RefCell::new(with_email(

@@ -7,6 +7,7 @@ mod email;
 mod events;
 mod hostile;
 mod outbound;
+mod pubsub;
 mod rhai;
 mod rhai_shared;
 mod secrets;
