@@ -696,6 +696,34 @@ async fn inbound_webhook(backend: Backend) {
     assert_eq!(listed[0]["name"], "support");
     assert!(!listed.to_string().contains(&secret), "{listed}");
 
+    // A change trigger of source `email` runs for the webhook's messages.
+    for (name, script) in [
+        ("on_mail", r#"kv::set("mail", "last", ctx.event); "ok""#),
+        ("mail", r#"#{ v: kv::get("mail", "last") }"#),
+    ] {
+        let response = server
+            .api(
+                Method::POST,
+                &format!("/apps/shop/functions/{name}/versions?kind=rhai"),
+            )
+            .body(script)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    server.route("shop", "GET", "/mail", "mail").await;
+    server
+        .admin(
+            Method::POST,
+            "/apps/shop/triggers",
+            Some(
+                json!({ "name": "support-mail", "kind": "change", "source": "email",
+                         "collection": "support", "function": "on_mail" }),
+            ),
+        )
+        .await;
+
     // A good signature: 202, and the event is in the outbox in the seed's shape.
     let message = json!({
         "from": "Ada <ada@example.com>",
@@ -719,6 +747,29 @@ async fn inbound_webhook(backend: Backend) {
     assert_eq!(response.status(), 202);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["accepted_at"], "2026-03-01T09:00:00.000Z");
+    // … and its trigger ran with the message as `ctx.event`.
+    let start = std::time::Instant::now();
+    let event = loop {
+        let read: Value = server.get("/fn/shop/mail").await.json().await.unwrap();
+        let event = read["v"].clone();
+        if !event.is_null() {
+            break event;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "the email trigger never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(event["source"], "email", "{event}");
+    assert_eq!(event["webhook"], "support");
+    assert_eq!(event["trigger"], "support-mail");
+    assert_eq!(event["subject"], "Order 42?");
+    assert_eq!(event["text"], "Where is it?");
+    assert!(
+        event["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "{event}"
+    );
     let events = inbound_events(&server, "shop").await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(
