@@ -5,7 +5,9 @@
 //! handler is never itself dead-lettered).
 //!
 //! Delivery is at least once: the event's `id` is in `ctx.event`, the same on every
-//! attempt, so a handler can be idempotent. Each node runs one dispatcher; the storage
+//! attempt, so a handler can be idempotent. Apps share a node's deliveries fairly: at
+//! most [`DispatchConfig::max_in_flight_per_app`] of one app run at once, and claims pass
+//! over an app running that many. Each node runs one dispatcher; the storage
 //! steps let several share one PostgreSQL database (see `storage::triggers`). A write on
 //! this node wakes the dispatcher at once; writes of other nodes and due retries are seen
 //! at the next poll.
@@ -19,6 +21,7 @@ use crate::storage::triggers::Claimed;
 use crate::storage::{Db, Dialect, now_ms};
 use picloud_runtime::Request;
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
@@ -32,6 +35,10 @@ pub struct DispatchConfig {
     pub fan_out_batch: u32,
     /// Deliveries running at once on this node.
     pub max_in_flight: usize,
+    /// Deliveries of one app running at once on this node: while an app has this many
+    /// running, claims pass its events over, so one app's backlog does not hold up
+    /// another's events (its own wait; they run in order as its deliveries end).
+    pub max_in_flight_per_app: usize,
     /// How long a claimed delivery is this node's before another may take it (a node
     /// that died holding it): longer than any invocation should run.
     pub lease: Duration,
@@ -43,6 +50,7 @@ impl Default for DispatchConfig {
             poll: Duration::from_millis(250),
             fan_out_batch: 256,
             max_in_flight: 64,
+            max_in_flight_per_app: 32,
             lease: Duration::from_secs(15 * 60),
         }
     }
@@ -82,6 +90,8 @@ pub struct Dispatcher {
     /// that ended (the next event of their key may run now).
     wake: Arc<Notify>,
     in_flight: Arc<Semaphore>,
+    /// Deliveries running, by app id.
+    running: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 impl Dispatcher {
@@ -90,6 +100,7 @@ impl Dispatcher {
         Arc::new(Self {
             wake: db.events_written(),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            running: std::sync::Mutex::default(),
             db,
             invoker,
             config,
@@ -138,9 +149,24 @@ impl Dispatcher {
         let now = now_ms();
         let lease_until =
             now.saturating_add(i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX));
+        // Apps running their share are passed over.
+        let per_app = self.config.max_in_flight_per_app.max(1);
+        let busy_apps: Vec<String> = self
+            .running()
+            .iter()
+            .filter(|(_, n)| **n >= per_app)
+            .map(|(app, _)| app.clone())
+            .collect();
         let claimed = match self
             .db
-            .claim_deliveries(now, lease_until, u32::try_from(room).unwrap_or(u32::MAX))
+            .claim_deliveries(
+                now,
+                lease_until,
+                // At most one app's share at a time: the claim after it passes over
+                // an app that took it all.
+                u32::try_from(room.min(per_app)).unwrap_or(u32::MAX),
+                &busy_apps,
+            )
             .await
         {
             Ok(claimed) => claimed,
@@ -156,13 +182,28 @@ impl Dispatcher {
                 break;
             };
             let dispatcher = self.clone();
+            let app_id = delivery.app_id.clone();
+            *self.running().entry(app_id.clone()).or_default() += 1;
             tokio::spawn(async move {
                 dispatcher.deliver(delivery).await;
+                {
+                    let mut running = dispatcher.running();
+                    if let Some(n) = running.get_mut(&app_id) {
+                        *n -= 1;
+                        if *n == 0 {
+                            running.remove(&app_id);
+                        }
+                    }
+                }
                 drop(permit);
                 dispatcher.wake.notify_one();
             });
         }
         busy
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fires the cron triggers that are due: each due tick once in the cluster (the

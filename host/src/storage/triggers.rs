@@ -470,28 +470,42 @@ impl Db {
         now: i64,
         lease_until: i64,
         limit: u32,
+        skip_apps: &[String],
     ) -> StorageResult<Vec<Claimed>> {
         let skip_locked = match self.dialect {
             Dialect::Sqlite => "",
             Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
         };
-        let rows = sqlx::query(&format!(
+        // Apps with their most deliveries running are passed over (`$4`, `$5`, …).
+        let skipped = if skip_apps.is_empty() {
+            String::new()
+        } else {
+            let placeholders: Vec<String> = (0..skip_apps.len())
+                .map(|i| format!("${}", i + 4))
+                .collect();
+            format!(" AND d.app_id NOT IN ({})", placeholders.join(", "))
+        };
+        let sql = format!(
             "UPDATE deliveries SET lease_until = $1, attempts = attempts + 1, updated_at = $2 \
              WHERE id IN (\
                  SELECT d.id FROM deliveries d \
-                 WHERE d.status = 'pending' AND d.next_at <= $2 AND d.lease_until <= $2 \
+                 WHERE d.status = 'pending' AND d.next_at <= $2 AND d.lease_until <= $2{skipped} \
                  AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.status = 'pending' \
                      AND e.app_id = d.app_id AND e.trigger_name = d.trigger_name \
                      AND e.order_key = d.order_key AND e.id < d.id) \
                  ORDER BY d.next_at, d.id LIMIT $3{skip_locked}) \
              RETURNING id, app_id, trigger_name, event, attempts, handles_dead_letter, depth, \
              function"
-        ))
-        .bind(lease_until)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        );
+        let query = sqlx::query(&sql)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit));
+        let rows = skip_apps
+            .iter()
+            .fold(query, |q, app| q.bind(app))
+            .fetch_all(&self.pool)
+            .await?;
         let mut claimed = rows
             .iter()
             .map(|r| {

@@ -28,6 +28,7 @@ on_both_backends!(
     a_trigger_loop_ends_at_the_depth_limit,
     an_async_route_answers_202_then_its_result_is_readable,
     a_delivery_cut_short_by_a_crash_runs_again_after_a_restart,
+    one_apps_backlog_does_not_hold_up_another_apps_events,
 );
 
 /// A server on a fresh database of `backend`, with app `shop`.
@@ -627,6 +628,135 @@ async fn a_cron_trigger_fires_once_per_tick_on_two_servers_of_one_database(backe
     assert_eq!(listed[0]["next_tick"], first + 4 * DAY, "{listed}");
     for (server, _) in servers {
         server.stop().await;
+    }
+}
+
+async fn one_apps_backlog_does_not_hold_up_another_apps_events(backend: Backend) {
+    let Some((server, db, dir)) = server(backend).await else {
+        return;
+    };
+    server.create_app("quiet").await;
+    rhai(&server, "reader", READER, Some("GET /kv/:c/:k")).await;
+    rhai(
+        &server,
+        "slow",
+        r#"let x = 0; for i in 0..20000 { x += i; } kv::increment("n", "done"); "ok""#,
+        None,
+    )
+    .await;
+    trigger(
+        &server,
+        json!({ "name": "bulk", "kind": "change", "function": "slow",
+                "source": "docs", "collection": "bulk" }),
+    )
+    .await;
+    for (name, script, route) in [
+        ("write", r#"kv::set("in", "k", 1); "ok""#, "POST /write"),
+        ("handle", r#"kv::set("out", "k", 1); "ok""#, "POST /unused"),
+        ("reader", READER, "GET /kv/:c/:k"),
+    ] {
+        let response = server
+            .api(
+                Method::POST,
+                &format!("/apps/quiet/functions/{name}/versions?kind=rhai"),
+            )
+            .body(script)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let (method, path) = route.split_once(' ').unwrap();
+        server.route("quiet", method, path, name).await;
+    }
+    server
+        .admin(
+            Method::POST,
+            "/apps/quiet/triggers",
+            Some(
+                json!({ "name": "in", "kind": "change", "function": "handle",
+                         "source": "kv", "collection": "in" }),
+            ),
+        )
+        .await;
+
+    // 300 events of shop, then one of quiet: quiet's runs while shop's backlog drains
+    // (claims pass over an app running its share), not after it. Counted in the order
+    // the invocations started, so a loaded machine slows both alike.
+    // Shop's 300 arrive at once: imported in one transaction (the storage layer's bulk
+    // import, on a connection of the test's own).
+    let url = match backend {
+        Backend::Postgres => db.url.clone(),
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("picloud.db").display()),
+    };
+    let store = picloud::storage::Db::open(&url).await.unwrap();
+    let shop = store.get_app("shop").await.unwrap().unwrap();
+    let docs: Vec<(String, String)> = (0..300)
+        .map(|i| (format!("d{i}"), json!({ "n": i }).to_string()))
+        .collect();
+    store.docs_import(&shop.id, "bulk", &docs).await.unwrap();
+    store.close().await;
+    let response = server
+        .http
+        .post(format!("{}/fn/quiet/write", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(eventually_n(&server, "n", "done", 300).await, 300);
+    let started = |records: &Value, function: &str| -> Vec<i64> {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["function"] == function && r["status"] == "ok")
+            .map(|r| r["started_at"].as_i64().unwrap())
+            .collect()
+    };
+    let start = Instant::now();
+    let (shop, quiet) = loop {
+        let shop = server
+            .admin(
+                Method::GET,
+                "/apps/shop/invocations?function=slow&limit=1000",
+                None,
+            )
+            .await;
+        let quiet = server
+            .admin(Method::GET, "/apps/quiet/invocations?function=handle", None)
+            .await;
+        let (shop, quiet) = (started(&shop, "slow"), started(&quiet, "handle"));
+        if shop.len() >= 300 && quiet.len() == 1 {
+            break (shop, quiet[0]);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{} of shop's and {} of quiet's records",
+            shop.len(),
+            quiet.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let before = shop.iter().filter(|at| **at < quiet).count();
+    assert!(
+        before < 150,
+        "{before} of shop's 300 deliveries started before quiet's one"
+    );
+    server.stop().await;
+}
+
+/// Polls kv counter `collection/key` until it reaches `n` (90 s at most).
+async fn eventually_n(server: &TestServer, collection: &str, key: &str, n: i64) -> i64 {
+    let start = Instant::now();
+    loop {
+        let v = read(server, collection, key).await.as_i64().unwrap_or(0);
+        if v >= n {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{collection}/{key} is {v}, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
