@@ -412,8 +412,10 @@ struct Streaming {
     replay: VecDeque<Event>,
     /// Reading further pages of the replay from here, until one comes back short.
     resume: Option<(Arc<AppState>, String, String, i64)>,
-    /// The highest durable id sent: live messages up to it were replayed already.
-    last_id: i64,
+    /// The highest durable id replayed (or the client's `Last-Event-ID`): live copies
+    /// up to it were sent already. Live messages are never skipped otherwise — from
+    /// several nodes they may arrive out of id order.
+    replayed_up_to: i64,
     expires: tokio::time::Instant,
     closed: watch::Receiver<bool>,
 }
@@ -495,12 +497,12 @@ async fn open(
         subscription,
         replay: VecDeque::new(),
         resume: None,
-        last_id: 0,
+        replayed_up_to: 0,
         expires: tokio::time::Instant::now() + left,
         closed: realtime.closed.subscribe(),
     };
     if let Some(after) = resume_from {
-        streaming.last_id = after;
+        streaming.replayed_up_to = after;
         streaming.resume = Some((
             Arc::new(state.clone()),
             app.id.clone(),
@@ -539,7 +541,7 @@ impl Streaming {
                     .data(compact(&message.message)),
             );
         }
-        self.last_id = self.last_id.max(last);
+        self.replayed_up_to = self.replayed_up_to.max(last);
         if full {
             self.resume = Some((state, app_id, topic, last));
         }
@@ -573,11 +575,8 @@ impl Streaming {
             };
             let event = Event::default().data(&message.data);
             match message.id {
-                Some(id) if id <= self.last_id => continue,
-                Some(id) => {
-                    self.last_id = id;
-                    return Some(event.id(id.to_string()));
-                }
+                Some(id) if id <= self.replayed_up_to => continue,
+                Some(id) => return Some(event.id(id.to_string())),
                 None => return Some(event),
             }
         }
