@@ -411,7 +411,7 @@ struct Streaming {
     /// Durable messages to replay before live ones (resume), a page at a time.
     replay: VecDeque<Event>,
     /// Reading further pages of the replay from here, until one comes back short.
-    resume: Option<(Arc<AppState>, String, String, i64)>,
+    resume: Option<(AppState, String, String, i64)>,
     /// The highest durable id replayed (or the client's `Last-Event-ID`): live copies
     /// up to it were sent already. Live messages are never skipped otherwise — from
     /// several nodes they may arrive out of id order.
@@ -426,27 +426,15 @@ async fn subscribe(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Response {
-    match open(state, &app, &topic, query, &headers).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
-    .into_response()
-    .with_cors()
-}
-
-trait WithCors {
-    fn with_cors(self) -> Response;
-}
-
-impl WithCors for Response {
-    /// Pages of any origin may subscribe: the token, not a cookie, is the credential.
-    fn with_cors(mut self) -> Response {
-        self.headers_mut().insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        self
-    }
+    let mut response = open(state, &app, &topic, query, &headers)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    // Pages of any origin may subscribe: the token, not a cookie, is the credential.
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 async fn open(
@@ -503,12 +491,7 @@ async fn open(
     };
     if let Some(after) = resume_from {
         streaming.replayed_up_to = after;
-        streaming.resume = Some((
-            Arc::new(state.clone()),
-            app.id.clone(),
-            topic.to_owned(),
-            after,
-        ));
+        streaming.resume = Some((state.clone(), app.id.clone(), topic.to_owned(), after));
         streaming.read_replay().await?;
     }
     let stream = futures_util::stream::unfold(streaming, |mut s| async move {
@@ -538,7 +521,7 @@ impl Streaming {
             self.replay.push_back(
                 Event::default()
                     .id(message.seq.to_string())
-                    .data(compact(&message.message)),
+                    .data(message.message),
             );
         }
         self.replayed_up_to = self.replayed_up_to.max(last);
@@ -580,17 +563,6 @@ impl Streaming {
                 None => return Some(event),
             }
         }
-    }
-}
-
-/// `json` as one line (SSE `data` must not hold a line break); stored messages are
-/// compact already, this only guards.
-fn compact(json: &str) -> String {
-    if json.contains(['\n', '\r']) {
-        serde_json::from_str::<serde_json::Value>(json)
-            .map_or_else(|_| json.replace(['\n', '\r'], " "), |v| v.to_string())
-    } else {
-        json.to_owned()
     }
 }
 

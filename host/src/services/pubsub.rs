@@ -152,13 +152,13 @@ impl Host for PubsubService {
             for topic in &topics {
                 check_topic(topic).map_err(GuestError::Invalid)?;
             }
+            let declared = self
+                .db
+                .list_topics(&self.app_id)
+                .await
+                .map_err(guest_error)?;
             for topic in &topics {
-                let declared = self
-                    .db
-                    .get_topic(&self.app_id, topic)
-                    .await
-                    .map_err(guest_error)?;
-                if !declared.is_some_and(|t| t.external) {
+                if !declared.iter().any(|t| t.external && t.name == *topic) {
                     return Err(GuestError::Invalid(format!(
                         "topic {topic:?} is not declared external; browsers subscribe only to \
                          external topics (picloud topics set APP {topic} --external)"

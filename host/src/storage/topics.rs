@@ -22,7 +22,7 @@ pub struct TopicRecord {
 pub struct StoredMessage {
     /// Its id: the outbox position (`Last-Event-ID` of a subscriber).
     pub seq: i64,
-    /// The message, JSON text.
+    /// The message: compact JSON text, one line (as `publish_durable` stored it).
     pub message: String,
 }
 

@@ -15,17 +15,6 @@ use picloud_runtime::{Answer, GuestError, LimitOverrides, Sdk as _};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
 on_both_backends!(
     docs_crud_round_trips_and_records_one_event_per_write,
     docs_queries_follow_the_dsl,

@@ -1,5 +1,18 @@
 //! PiCloud host tests: storage on both backends, the real server over HTTP, the real CLI.
 
+/// `on_both_backends!(a, b)` in a module with `async fn a(backend: Backend)`: tests
+/// `sqlite::a` and `postgres::a` (the module imports `Backend`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
 mod cli;
 mod conformance;
 mod data;

@@ -8,18 +8,7 @@ use picloud::storage::{Db, InvocationFilter, InvocationRecord, StorageError};
 use picloud_runtime::kv::Host as _;
 use picloud_runtime::{GuestError, LimitOverrides};
 
-/// Runs each listed test once per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )*
-        }
-    };
-}
-
+// Each listed test, once per backend.
 on_both_backends!(
     kv_values_round_trip_with_their_json_type,
     kv_list_pages_by_prefix_in_key_order,
