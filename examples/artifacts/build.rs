@@ -10,6 +10,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ("HTTP_FETCH", "example-http-fetch", "example_http_fetch"),
     ("EMAIL_SEND", "example-email-send", "example_email_send"),
     ("SECRETS", "example-secrets", "example_secrets"),
+    ("USERS", "example-users", "example_users"),
 ];
 
 fn main() {
@@ -28,6 +29,7 @@ fn main() {
             "examples/http-fetch",
             "examples/email-send",
             "examples/secrets",
+            "examples/users",
         ],
     );
     let mut consts = String::new();

@@ -2,7 +2,7 @@
 //!
 //! Scope: the `picloud:sdk/function` world — a handler entry point, typed request and
 //! response helpers, and one module per SDK capability ([`kv`], [`docs`], [`files`],
-//! [`http`], [`email`], [`secrets`], [`log`], [`runtime`]; the raw bindings of every
+//! [`http`], [`email`], [`secrets`], [`users`], [`log`], [`runtime`]; the raw bindings of every
 //! other interface are in [`wit`]).
 //!
 //! Lifecycle: PiCloud instantiates your component fresh for every invocation and calls
@@ -48,6 +48,7 @@ pub mod kv;
 pub mod log;
 pub mod runtime;
 pub mod secrets;
+pub mod users;
 
 /// The SDK's error: the guest-visible `error` variant of the WIT contract.
 pub use wit::picloud::sdk::types::Error;

@@ -5,6 +5,7 @@ mod email;
 mod secrets;
 mod topics;
 mod triggers;
+mod users;
 
 use crate::server::{self, ServeArgs};
 use anyhow::{Context, anyhow, bail};
@@ -113,6 +114,9 @@ enum Command {
     /// An app's pubsub topics: which browsers may subscribe to (external).
     #[command(subcommand)]
     Topics(topics::TopicsCommand),
+    /// An app's end users: list, get, create, delete, invite; email link settings.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
     /// An app's email: its From address and today's sends.
     #[command(subcommand)]
     Email(email::EmailCommand),
@@ -540,6 +544,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters(command) => triggers::dead_letters(&client, json, command).await?,
         Command::Email(command) => email::run(&client, json, command).await?,
         Command::Topics(command) => topics::run(&client, json, command).await?,
+        Command::Users(command) => users::run(&client, json, command).await?,
         Command::Indexes(command) => indexes(&client, json, command).await?,
         Command::Routes(RoutesCommand::Delete { app, id }) => {
             client

@@ -10,6 +10,7 @@ mod routes;
 mod secrets;
 mod topics;
 mod triggers;
+mod users;
 
 use crate::error::{ApiError, ApiResult};
 use crate::invoke::AppEntry;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(inbound::router())
         .merge(triggers::router())
         .merge(topics::router())
+        .merge(users::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -57,6 +57,7 @@ fn ops_of(source: &str) -> Option<&'static [&'static str]> {
         "docs" => &["insert", "replace", "patch", "delete"],
         "files" => &["put", "delete"],
         "email" => &["receive"],
+        "users" => &["create", "update", "delete"],
         _ => return None,
     })
 }
@@ -103,7 +104,7 @@ fn checked(mut new: NewTrigger, now: i64) -> ApiResult<TriggerRecord> {
         Some("pubsub") if new.kind != "change" => None,
         Some(source) => Some(ops_of(source).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "source {source:?} is not one of kv, docs, files, email"
+                "source {source:?} is not one of kv, docs, files, email, users"
             ))
         })?),
     };

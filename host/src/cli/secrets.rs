@@ -33,7 +33,7 @@ pub(super) enum SecretsCommand {
 }
 
 /// The value from stdin: prompted without echo on a terminal, else read whole.
-fn read_value(name: &str) -> anyhow::Result<String> {
+pub(super) fn read_value(name: &str) -> anyhow::Result<String> {
     if std::io::stdin().is_terminal() {
         return Ok(rpassword::prompt_password(format!("value of {name}: "))?);
     }

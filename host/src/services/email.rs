@@ -23,6 +23,7 @@ use tracing::instrument;
 pub const NOT_CONFIGURED: &str = "email not configured";
 
 /// The email service of one invocation.
+#[derive(Clone)]
 pub struct EmailService {
     /// `None` on servers without SMTP: every send answers `unavailable`.
     mailer: Option<Arc<Mailer>>,

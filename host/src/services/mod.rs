@@ -3,8 +3,8 @@
 //! Lifecycle: [`HostSdk::with_deadline`] runs once per invocation with the app's identity
 //! and the invocation's deadline; each service then answers the guest's calls for that
 //! app only, its database work bounded by the deadline and the app's share of
-//! connections (see [`Db::for_app`]). Interfaces without a service yet answer
-//! `unavailable` through [`Unavailable`].
+//! connections (see [`Db::for_app`]). (`picloud_runtime::Unavailable` answers every
+//! call of an interface `unavailable`, for hosts without a service.)
 //!
 //! What they share is in [`common`]: the mapping of storage failures to guest errors,
 //! name/key/length checks and paging (the admin API uses the same checks and paging).
@@ -36,9 +36,10 @@ pub mod kv;
 pub mod pubsub;
 pub mod script;
 pub mod secrets;
+pub mod users;
 
 use crate::storage::Db;
-use picloud_runtime::{Sdk, Unavailable};
+use picloud_runtime::Sdk;
 
 /// The services of one invocation.
 pub struct HostSdk {
@@ -51,7 +52,7 @@ pub struct HostSdk {
     script: script::ScriptService,
     dead_letters: dead_letters::DeadLettersService,
     pubsub: pubsub::PubsubService,
-    unavailable: Unavailable,
+    users: users::UsersService,
 }
 
 impl HostSdk {
@@ -94,6 +95,7 @@ impl HostSdk {
     /// These services with outbound email served by `email` (without, every send
     /// answers `unavailable("email not configured")`).
     pub fn with_email(mut self, email: email::EmailService) -> Self {
+        self.users = self.users.with_email(email.clone());
         self.email = email;
         self
     }
@@ -116,8 +118,8 @@ impl HostSdk {
             secrets: secrets::SecretsService::new(db.clone(), app_id.clone()),
             dead_letters: dead_letters::DeadLettersService::new(db.clone(), app_id.clone()),
             pubsub: pubsub::PubsubService::unavailable(db.clone(), app_id.clone()),
+            users: users::UsersService::new(users::Users::new(db.clone(), app_id.clone(), None)),
             script: script::ScriptService::new(db.clone(), app_id, script),
-            unavailable: Unavailable,
         }
     }
 }
@@ -129,7 +131,7 @@ impl Sdk for HostSdk {
     type Http = http::HttpService;
     type Email = email::EmailService;
     type Secrets = secrets::SecretsService;
-    type Users = Unavailable;
+    type Users = users::UsersService;
     type Pubsub = pubsub::PubsubService;
     type DeadLetters = dead_letters::DeadLettersService;
     type Script = script::ScriptService;
@@ -152,8 +154,8 @@ impl Sdk for HostSdk {
     fn secrets(&mut self) -> &mut secrets::SecretsService {
         &mut self.secrets
     }
-    fn users(&mut self) -> &mut Unavailable {
-        &mut self.unavailable
+    fn users(&mut self) -> &mut users::UsersService {
+        &mut self.users
     }
     fn pubsub(&mut self) -> &mut pubsub::PubsubService {
         &mut self.pubsub

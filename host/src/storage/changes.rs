@@ -21,6 +21,8 @@ pub enum Source {
     Email,
     /// A message of `pubsub::publish_durable` (op `publish`, collection = the topic).
     Pubsub,
+    /// An end-user account write (op `create`, `update` or `delete`; key = the user id).
+    Users,
 }
 
 impl Source {
@@ -32,6 +34,7 @@ impl Source {
             Self::Files => "files",
             Self::Email => "email",
             Self::Pubsub => "pubsub",
+            Self::Users => "users",
         }
     }
 }

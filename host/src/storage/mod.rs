@@ -22,6 +22,7 @@ mod tokens;
 pub mod topics;
 pub mod triggers;
 pub mod usage;
+pub mod users;
 
 pub use apps::AppRecord;
 pub use conn::Conn;

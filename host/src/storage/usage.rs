@@ -128,6 +128,8 @@ pub struct Pruned {
     pub usage_days: u64,
     /// Settled deliveries of events to triggers, and old dead letters.
     pub deliveries: u64,
+    /// Expired end-user sessions and single-use email tokens.
+    pub user_tokens: u64,
 }
 
 /// How long dead letters (and resolved ones) are kept (SPEC §6).
@@ -267,7 +269,8 @@ impl Db {
     /// transaction: invocation records by start time, change events by creation time
     /// (those not yet dispatched after their own, longer time), deliveries to triggers
     /// once settled as long as dispatched events (dead letters for
-    /// [`DEAD_LETTER_RETENTION`]), usage rows by day.
+    /// [`DEAD_LETTER_RETENTION`]), usage rows by day, expired end-user sessions and
+    /// email tokens.
     pub async fn prune(&self, retention: &Retention) -> StorageResult<Pruned> {
         let now = now_ms();
         let before =
@@ -317,11 +320,26 @@ impl Db {
                 .await?
                 .rows_affected();
         }
+        let mut user_tokens = self
+            .delete_in_batches(
+                "DELETE FROM end_user_sessions WHERE token_hash IN (SELECT token_hash \
+                 FROM end_user_sessions WHERE expires_at < $1 LIMIT $2)",
+                now,
+            )
+            .await?;
+        user_tokens += self
+            .delete_in_batches(
+                "DELETE FROM end_user_tokens WHERE token_hash IN (SELECT token_hash \
+                 FROM end_user_tokens WHERE expires_at < $1 LIMIT $2)",
+                now,
+            )
+            .await?;
         Ok(Pruned {
             invocations,
             change_events: dispatched + undispatched,
             usage_days,
             deliveries,
+            user_tokens,
         })
     }
 

@@ -28,3 +28,4 @@ mod server;
 mod storage;
 mod support;
 mod tenancy;
+mod users;
