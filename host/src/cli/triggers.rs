@@ -29,15 +29,16 @@ pub(super) enum TriggersCommand {
         /// day-of-week), in UTC.
         #[arg(long)]
         schedule: Option<String>,
-        /// The interface written: kv, docs, files or email (a dead-letter trigger: only
-        /// dead letters of this source).
+        /// The interface written: kv, docs, files, email or users (a dead-letter
+        /// trigger: only dead letters of this source).
         #[arg(long)]
         source: Option<String>,
         /// Only this collection (files: paths under this prefix; email: this webhook).
         #[arg(long)]
         collection: Option<String>,
         /// Only these operations, comma-separated (kv: set, increment, delete, expire;
-        /// docs: insert, replace, patch, delete; files: put, delete).
+        /// docs: insert, replace, patch, delete; files: put, delete; users: create,
+        /// update, delete).
         #[arg(long, value_delimiter = ',')]
         ops: Option<Vec<String>>,
         /// Attempts before an event becomes a dead letter (default 3).

@@ -5,8 +5,9 @@
 //! fresh app each; email through a real SMTP server on loopback), and the two answers
 //! must be identical: status, headers and body, or the error message. The corpus'
 //! `pubsub::` and `dead_letters::` scripts answer what its in-memory host models (fixed
-//! tokens, dead letter `dl-1`); [`SERVER_CASES`] run those interfaces against this
-//! server's services instead.
+//! tokens, dead letter `dl-1`), and so do its `users::` scripts (ids `user-1`, tokens
+//! `session-3`); [`SERVER_CASES`] run those interfaces against this server's services
+//! instead.
 
 use crate::support::{Backend, SmtpSink, TestDb};
 use picloud::mailer::{Mailer, MailerConfig};
@@ -16,14 +17,14 @@ use picloud::services::email::EmailService;
 use picloud::services::pubsub::PubsubService;
 use picloud::services::script::Script;
 use picloud_rhai_shim::{
-    Document, EmailMessage, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, RuntimeInfo,
-    SdkError, SdkResult,
+    Document, EmailMessage, FilePage, FileStat, FindOptions, Host, KvPage, LogLevel, NewUser,
+    RuntimeInfo, SdkError, SdkResult, Session, User, UserPage, UserUpdate,
 };
 use picloud_runtime::docs::Host as _;
 use picloud_runtime::files::Host as _;
 use picloud_runtime::kv::Host as _;
 use picloud_runtime::{Answer, GuestError, Invocation, Limits, RunError, Runtime, RuntimeConfig};
-use picloud_runtime::{Sdk as _, dead_letters, docs, email, files, pubsub, secrets};
+use picloud_runtime::{Sdk as _, dead_letters, docs, email, files, pubsub, secrets, users};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -92,6 +93,37 @@ errors"#,
 let e = ctx.event;
 #{ summary: `${e.source} ${e.topic} #${e.id}`, order: e.message.id, items: e.message.items,
    at: e.published_at, trigger: e.trigger, method: ctx.request.method }"#,
+    ),
+    (
+        "server_users",
+        r#"// request: POST /
+let errors = [];
+let ada = users::create(#{ email: "Ada@Example.com", password: "correct horse battery", roles: ["admin"], data: #{ name: "Ada" } });
+users::create(#{ email: "bob@example.com", password: "another good one" });
+try { users::create(#{ email: "ada@example.com", password: "correct horse battery" }); } catch (e) { errors.push(e) }
+try { users::create(#{ email: "x@example.com", password: "password123" }); } catch (e) { errors.push(e) }
+try { users::create(#{ email: "not an email", password: "correct horse battery" }); } catch (e) { errors.push(e) }
+try { users::login("ada@example.com", "wrong password"); } catch (e) { errors.push(e) }
+try { users::login("nobody@example.com", "wrong password"); } catch (e) { errors.push(e) }
+let token = users::login("ADA@example.com", "correct horse battery");
+let me = users::verify(token);
+let roles = users::add_role(ada.id, "billing").roles;
+let updated = users::update(ada.id, #{ data: #{ name: "Ada L." }, roles: ["ops", "ops"] });
+users::logout(token);
+try { users::update("nope", #{ roles: [] }); } catch (e) { errors.push(e) }
+try { users::add_role(ada.id, "a b"); } catch (e) { errors.push(e) }
+#{
+    created: #{ id: ada.id, email: ada.email, verified: ada.email_verified, roles: ada.roles, data: ada.data },
+    token_length: token.len(), me: me.email, roles: roles,
+    updated: #{ roles: updated.roles, data: updated.data },
+    listed: users::list(#{ limit: 10 }).users.map(|u| u.email),
+    by_email: users::find_by_email("BOB@example.com").email,
+    after_logout: users::verify(token),
+    missing: users::get("00000000-0000-0000-0000-000000000000"),
+    deleted: users::delete(ada.id),
+    deleted_again: users::delete(ada.id),
+    errors: errors,
+}"#,
     ),
 ];
 
@@ -197,6 +229,17 @@ fn sdk_error(error: GuestError) -> SdkError {
         GuestError::Limit(m) => SdkError::Limit(m),
         GuestError::Unavailable(m) => SdkError::Unavailable(m),
         GuestError::Internal(m) => SdkError::Internal(m),
+    }
+}
+
+fn user(u: users::User) -> User {
+    User {
+        id: u.id,
+        email: u.email,
+        email_verified: u.email_verified,
+        roles: u.roles,
+        data: u.data,
+        created: u.created,
     }
 }
 
@@ -347,6 +390,73 @@ impl Host for NativeHost {
             cursor: page.cursor,
         })
     }
+    fn users_create(&self, u: &NewUser) -> SdkResult<User> {
+        let new = users::NewUser {
+            email: u.email.clone(),
+            password: u.password.clone(),
+            roles: u.roles.clone(),
+            data: u.data.clone(),
+        };
+        self.call(async |sdk| users::Host::create(sdk.users(), new).await)
+            .map(user)
+    }
+    fn users_get(&self, id: &str) -> SdkResult<Option<User>> {
+        self.call(async |sdk| users::Host::get(sdk.users(), id.into()).await)
+            .map(|u| u.map(user))
+    }
+    fn users_find_by_email(&self, email: &str) -> SdkResult<Option<User>> {
+        self.call(async |sdk| users::Host::find_by_email(sdk.users(), email.into()).await)
+            .map(|u| u.map(user))
+    }
+    fn users_update(&self, id: &str, u: &UserUpdate) -> SdkResult<User> {
+        let update = users::UserUpdate {
+            email: u.email.clone(),
+            password: u.password.clone(),
+            roles: u.roles.clone(),
+            data: u.data.clone(),
+        };
+        self.call(async |sdk| users::Host::update(sdk.users(), id.into(), update).await)
+            .map(user)
+    }
+    fn users_delete(&self, id: &str) -> SdkResult<bool> {
+        self.call(async |sdk| users::Host::delete(sdk.users(), id.into()).await)
+    }
+    fn users_list(&self, cursor: Option<&str>, limit: Option<u32>) -> SdkResult<UserPage> {
+        let page = self.call(async |sdk| {
+            users::Host::list(sdk.users(), cursor.map(Into::into), limit).await
+        })?;
+        Ok(UserPage {
+            users: page.users.into_iter().map(user).collect(),
+            cursor: page.cursor,
+        })
+    }
+    fn users_login(&self, email: &str, password: &str) -> SdkResult<Session> {
+        let session = self.call(async |sdk| {
+            users::Host::login(sdk.users(), email.into(), password.into()).await
+        })?;
+        Ok(Session {
+            token: session.token,
+            user: user(session.user),
+            expires: session.expires,
+        })
+    }
+    fn users_verify(&self, token: &str) -> SdkResult<User> {
+        self.call(async |sdk| users::Host::verify(sdk.users(), token.into()).await)
+            .map(user)
+    }
+    fn users_logout(&self, token: &str) -> SdkResult<()> {
+        self.call(async |sdk| users::Host::logout(sdk.users(), token.into()).await)
+    }
+    fn users_add_role(&self, id: &str, role: &str) -> SdkResult<User> {
+        self.call(async |sdk| users::Host::add_role(sdk.users(), id.into(), role.into()).await)
+            .map(user)
+    }
+    fn users_remove_role(&self, id: &str, role: &str) -> SdkResult<User> {
+        self.call(async |sdk| {
+            users::Host::remove_role(sdk.users(), id.into(), role.into()).await
+        })
+        .map(user)
+    }
     fn log(&self, _: LogLevel, _: &str, _: Option<&str>) {}
     fn pubsub_publish(&self, topic: &str, message: &str) -> SdkResult<()> {
         self.call(async |sdk| {
@@ -496,6 +606,18 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
                 picloud_rhai_shim::run(&engine, &ast, &case.request).map_err(|e| e.message)
             })
             .map(|r| (r.status, r.headers, mask_ids(r.body)));
+        if case.name == "server_users" {
+            // Not only the same answer on both sides: the answer of a working service.
+            let body = native
+                .as_ref()
+                .map(|(_, _, body)| String::from_utf8_lossy(body).into_owned());
+            assert!(
+                matches!(&body, Ok(b) if b.contains(r#""token_length":68"#)
+                    && b.contains(r#""deleted":true"#)
+                    && b.contains(r#""roles":["admin","billing"]"#)),
+                "{body:?}"
+            );
+        }
 
         let r = &case.request;
         let request = picloud_runtime::Request {
