@@ -452,10 +452,8 @@ impl Host for NativeHost {
             .map(user)
     }
     fn users_remove_role(&self, id: &str, role: &str) -> SdkResult<User> {
-        self.call(async |sdk| {
-            users::Host::remove_role(sdk.users(), id.into(), role.into()).await
-        })
-        .map(user)
+        self.call(async |sdk| users::Host::remove_role(sdk.users(), id.into(), role.into()).await)
+            .map(user)
     }
     fn log(&self, _: LogLevel, _: &str, _: Option<&str>) {}
     fn pubsub_publish(&self, topic: &str, message: &str) -> SdkResult<()> {
