@@ -3,6 +3,7 @@
 
 mod email;
 mod secrets;
+mod tokens;
 mod topics;
 mod triggers;
 mod users;
@@ -117,6 +118,9 @@ enum Command {
     /// An app's end users: list, get, create, delete, invite; email link settings.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Admin API tokens: create (scoped, per app, expiring), list, revoke.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// An app's email: its From address and today's sends.
     #[command(subcommand)]
     Email(email::EmailCommand),
@@ -545,6 +549,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Email(command) => email::run(&client, json, command).await?,
         Command::Topics(command) => topics::run(&client, json, command).await?,
         Command::Users(command) => users::run(&client, json, command).await?,
+        Command::Tokens(command) => tokens::run(&client, json, command).await?,
         Command::Indexes(command) => indexes(&client, json, command).await?,
         Command::Routes(RoutesCommand::Delete { app, id }) => {
             client

@@ -138,9 +138,19 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&state, app))))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<AppView>>> {
+/// Every app; for a token limited to one app, that app only.
+async fn list(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<crate::auth::Principal>>,
+) -> ApiResult<Json<Vec<AppView>>> {
+    let only = principal.and_then(|p| p.0.app_id);
     let apps = state.db.list_apps().await?;
-    Ok(Json(apps.into_iter().map(|a| view(&state, a)).collect()))
+    Ok(Json(
+        apps.into_iter()
+            .filter(|a| only.as_ref().is_none_or(|id| *id == a.id))
+            .map(|a| view(&state, a))
+            .collect(),
+    ))
 }
 
 async fn show(State(state): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<AppView>> {

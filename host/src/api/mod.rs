@@ -8,6 +8,7 @@ mod inbound;
 mod invocations;
 mod routes;
 mod secrets;
+mod tokens;
 mod topics;
 mod triggers;
 mod users;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .merge(triggers::router())
         .merge(topics::router())
         .merge(users::router())
+        .merge(tokens::router())
         .route("/runtime/cache", axum::routing::get(cache_stats))
         .layer(axum::middleware::from_fn_with_state(
             state,

@@ -18,7 +18,7 @@ mod leases;
 mod outbound;
 mod routes;
 pub mod secrets;
-mod tokens;
+pub mod tokens;
 pub mod topics;
 pub mod triggers;
 pub mod usage;

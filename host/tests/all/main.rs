@@ -28,4 +28,5 @@ mod server;
 mod storage;
 mod support;
 mod tenancy;
+mod tokens;
 mod users;
