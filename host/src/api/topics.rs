@@ -28,6 +28,9 @@ pub fn router() -> Router<AppState> {
 struct TopicSettings {
     /// Whether browsers may subscribe with a token.
     external: bool,
+    /// Whether an end user's session token also subscribes (external topics only).
+    #[serde(default)]
+    sessions: bool,
 }
 
 async fn list(
@@ -62,6 +65,11 @@ async fn set(
 ) -> ApiResult<Json<TopicRecord>> {
     let app = existing_app(&state, &app).await?;
     check_topic(&name).map_err(ApiError::bad_request)?;
+    if settings.sessions && !settings.external {
+        return Err(ApiError::bad_request(
+            "only an external topic takes session subscribers",
+        ));
+    }
     if state.db.get_topic(&app.id, &name).await?.is_none()
         && state.db.count_topics(&app.id).await? >= MAX_TOPICS_PER_APP
     {
@@ -73,7 +81,7 @@ async fn set(
     Ok(Json(
         state
             .db
-            .put_topic(&app.id, &name, settings.external)
+            .put_topic(&app.id, &name, settings.external, settings.sessions)
             .await?,
     ))
 }

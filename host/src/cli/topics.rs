@@ -16,6 +16,10 @@ pub(super) enum TopicsCommand {
         /// Browsers may subscribe.
         #[arg(long)]
         external: bool,
+        /// Signed-in end users of the app may also subscribe with their session token
+        /// (with --external).
+        #[arg(long)]
+        sessions: bool,
     },
     /// List an app's declared topics.
     List {
@@ -35,10 +39,10 @@ fn describe(topic: &Value) -> String {
     format!(
         "{:<32} {}",
         topic["name"].as_str().unwrap_or(""),
-        if topic["external"] == true {
-            "external"
-        } else {
-            "internal"
+        match (topic["external"] == true, topic["sessions"] == true) {
+            (true, true) => "external, sessions",
+            (true, false) => "external",
+            _ => "internal",
         }
     )
 }
@@ -49,12 +53,13 @@ pub(super) async fn run(client: &Client, json: bool, command: TopicsCommand) -> 
             app,
             name,
             external,
+            sessions,
         } => {
             let topic = client
                 .send(
                     reqwest::Method::PUT,
                     &format!("/apps/{app}/topics/{name}"),
-                    Some(json!({ "external": external })),
+                    Some(json!({ "external": external, "sessions": sessions })),
                 )
                 .await?;
             print(json, &topic, || format!("topic {}", describe(&topic)));

@@ -7,7 +7,10 @@
 //!   with a key derived from the server's master key and the app's id (so every node
 //!   verifies it, and an app's token never verifies for another). Sent as
 //!   `Authorization: Bearer …` or `?token=…` (`EventSource` cannot set headers). A
-//!   missing, malformed, forged, expired or other-topic token is the same 401.
+//!   missing, malformed, forged, expired or other-topic token is the same 401. A topic
+//!   declared with `sessions` also takes an end user's session token (`users::login`,
+//!   `ses_…`) of the app: the stream ends when the session expires, and the session is
+//!   re-checked at every heartbeat, so a logout or password reset ends it too.
 //! - **404** for an unknown app, a topic not declared, or one declared internal: the
 //!   answer does not tell which, so internal topics cannot be probed.
 //! - **Delivery**: an in-process broadcast channel per (app, topic). Each subscriber has
@@ -62,6 +65,10 @@ const MAX_TOKEN_BYTES: usize = 4096;
 const REPLAY_PAGE: u32 = 256;
 /// The PostgreSQL notification channel messages travel between nodes on.
 pub const RELAY_CHANNEL: &str = "picloud_realtime";
+/// How an end user's session token starts (`users::login`); any other token is a
+/// subscriber token a function minted.
+pub const SESSION_TOKEN_PREFIX: &str = "ses_";
+
 /// Largest notification payload sent (PostgreSQL takes up to 8,000 bytes).
 const MAX_RELAY_PAYLOAD: usize = 7_900;
 /// The purpose of the derived signing keys.
@@ -418,6 +425,22 @@ struct Streaming {
     replayed_up_to: i64,
     expires: tokio::time::Instant,
     closed: watch::Receiver<bool>,
+    /// A subscriber by end-user session: the session, re-checked every `recheck_every`
+    /// (the heartbeat), so a logout or password reset ends the stream.
+    session: Option<SessionCheck>,
+}
+
+struct SessionCheck {
+    users: crate::services::users::Users,
+    token: String,
+    next: tokio::time::Instant,
+    every: Duration,
+}
+
+/// What woke a streaming subscriber.
+enum Woke {
+    Message(Arc<Published>),
+    Recheck,
 }
 
 async fn subscribe(
@@ -448,23 +471,49 @@ async fn open(
         return Err(no_topic());
     }
     let app = state.invoker.app(app).await?.ok_or_else(no_topic)?;
-    let declared = state.db.get_topic(&app.id, topic).await?;
-    if !declared.is_some_and(|t| t.external) {
+    let Some(declared) = state
+        .db
+        .get_topic(&app.id, topic)
+        .await?
+        .filter(|t| t.external)
+    else {
         return Err(no_topic());
-    }
+    };
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let token = bearer.or(query.token.as_deref()).ok_or_else(unauthorized)?;
-    let keys = state
-        .db
-        .secret_keys()
-        .ok_or_else(|| ApiError::unavailable("realtime needs the secrets master key"))?;
     let now = state.invoker.clock().now_ms();
     let now_secs = u64::try_from(now / 1000).unwrap_or(0);
-    let expires_at =
-        Realtime::verify_token(keys, &app.id, topic, token, now_secs).ok_or_else(unauthorized)?;
+    let heartbeat = state.invoker.realtime().config().heartbeat;
+    let (expires_at, session) = if token.starts_with(SESSION_TOKEN_PREFIX) {
+        // An end user's session, on a topic that takes them.
+        if !declared.sessions {
+            return Err(unauthorized());
+        }
+        let users =
+            crate::services::users::Users::new(state.db.clone(), app.id.as_str().into(), None);
+        let (_, expires_ms) = users.verify_session(token).await.map_err(|e| match e {
+            picloud_runtime::GuestError::Denied(_) => unauthorized(),
+            e => ApiError::unavailable(format!("checking the session failed: {e:?}")),
+        })?;
+        let session = SessionCheck {
+            users,
+            token: token.to_owned(),
+            next: tokio::time::Instant::now() + heartbeat,
+            every: heartbeat,
+        };
+        (u64::try_from(expires_ms / 1000).unwrap_or(0), Some(session))
+    } else {
+        let keys = state
+            .db
+            .secret_keys()
+            .ok_or_else(|| ApiError::unavailable("realtime needs the secrets master key"))?;
+        let expires_at = Realtime::verify_token(keys, &app.id, topic, token, now_secs)
+            .ok_or_else(unauthorized)?;
+        (expires_at, None)
+    };
     let realtime = state.invoker.realtime().clone();
     let subscription = realtime.subscribe(&app.id, topic).ok_or_else(|| {
         ApiError::quota_exceeded(format!(
@@ -488,6 +537,7 @@ async fn open(
         replayed_up_to: 0,
         expires: tokio::time::Instant::now() + left,
         closed: realtime.closed.subscribe(),
+        session,
     };
     if let Some(after) = resume_from {
         streaming.replayed_up_to = after;
@@ -498,7 +548,6 @@ async fn open(
         let event = s.next().await?;
         Some((Ok::<_, std::convert::Infallible>(event), s))
     });
-    let heartbeat = realtime.config().heartbeat;
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"))
         .into_response())
@@ -546,15 +595,30 @@ impl Streaming {
                 continue;
             }
             let receiver = self.subscription.receiver.as_mut()?;
-            let message = tokio::select! {
+            let recheck = self.session.as_ref().map(|s| s.next);
+            let woke = tokio::select! {
                 received = receiver.recv() => match received {
-                    Ok(message) => message,
+                    Ok(message) => Woke::Message(message),
                     // Too far behind: disconnected, rather than slowing publishers.
                     Err(broadcast::error::RecvError::Lagged(_))
                     | Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 () = tokio::time::sleep_until(self.expires) => return None,
                 _ = self.closed.wait_for(|closed| *closed) => return None,
+                () = tokio::time::sleep_until(recheck.unwrap_or(self.expires)), if recheck.is_some() => Woke::Recheck,
+            };
+            let message = match woke {
+                Woke::Message(message) => message,
+                Woke::Recheck => {
+                    let session = self.session.as_mut()?;
+                    if session.users.verify(&session.token).await.is_err() {
+                        // Logged out, reset, deleted — or the check failed: the client
+                        // reconnects and is checked again.
+                        return None;
+                    }
+                    session.next = tokio::time::Instant::now() + session.every;
+                    continue;
+                }
             };
             let event = Event::default().data(&message.data);
             match message.id {

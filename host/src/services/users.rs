@@ -667,7 +667,7 @@ impl Users {
             .await?;
         match user {
             Some(user) if checked.matches => {
-                let token = new_token("ses_");
+                let token = new_token(crate::events::realtime::SESSION_TOKEN_PREFIX);
                 let expires = now_ms() + ms(SESSION_TTL);
                 self.db
                     .user_login_succeeded(
@@ -714,6 +714,12 @@ impl Users {
 
     /// The user of the live session `token`, or `denied`.
     pub async fn verify(&self, token: &str) -> Result<UserRow, GuestError> {
+        Ok(self.verify_session(token).await?.0)
+    }
+
+    /// The user of the live session `token` and when the session expires (ms since
+    /// the Unix epoch), or `denied`.
+    pub async fn verify_session(&self, token: &str) -> Result<(UserRow, i64), GuestError> {
         if token.is_empty() || token.len() > 128 {
             return Err(denied("invalid or expired session"));
         }

@@ -13,6 +13,8 @@ pub struct TopicRecord {
     pub name: String,
     /// Whether browsers may subscribe (`GET /rt/{app}/{topic}` with a token).
     pub external: bool,
+    /// Whether an end user's session token also subscribes (external topics only).
+    pub sessions: bool,
     /// When it was declared (ms since the Unix epoch).
     pub created_at: i64,
 }
@@ -30,6 +32,7 @@ fn topic_from_row(row: &sqlx::any::AnyRow) -> StorageResult<TopicRecord> {
     Ok(TopicRecord {
         name: row.try_get("name")?,
         external: row.try_get::<i64, _>("external")? != 0,
+        sessions: row.try_get::<i64, _>("sessions")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -41,15 +44,18 @@ impl Db {
         app_id: &str,
         name: &str,
         external: bool,
+        sessions: bool,
     ) -> StorageResult<TopicRecord> {
         let row = sqlx::query(
-            "INSERT INTO topics (app_id, name, external, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (app_id, name) DO UPDATE SET external = excluded.external \
-             RETURNING name, external, created_at",
+            "INSERT INTO topics (app_id, name, external, sessions, created_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (app_id, name) DO UPDATE SET external = excluded.external, \
+             sessions = excluded.sessions RETURNING name, external, sessions, created_at",
         )
         .bind(app_id)
         .bind(name)
         .bind(i64::from(external))
+        .bind(i64::from(sessions))
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
@@ -59,7 +65,7 @@ impl Db {
     /// The declared topics of app `app_id`, by name.
     pub async fn list_topics(&self, app_id: &str) -> StorageResult<Vec<TopicRecord>> {
         let rows = sqlx::query(
-            "SELECT name, external, created_at FROM topics WHERE app_id = $1 ORDER BY name",
+            "SELECT name, external, sessions, created_at FROM topics WHERE app_id = $1 ORDER BY name",
         )
         .bind(app_id)
         .fetch_all(&self.pool)
@@ -70,7 +76,7 @@ impl Db {
     /// Declared topic `name` of app `app_id`.
     pub async fn get_topic(&self, app_id: &str, name: &str) -> StorageResult<Option<TopicRecord>> {
         let row = sqlx::query(
-            "SELECT name, external, created_at FROM topics WHERE app_id = $1 AND name = $2",
+            "SELECT name, external, sessions, created_at FROM topics WHERE app_id = $1 AND name = $2",
         )
         .bind(app_id)
         .bind(name)

@@ -297,15 +297,16 @@ impl Db {
         Ok(())
     }
 
-    /// The user of the live session `token_hash` of `app_id`.
+    /// The user of the live session `token_hash` of `app_id`, and when the session
+    /// expires (ms since the Unix epoch).
     pub async fn user_of_session(
         &self,
         app_id: &str,
         token_hash: &str,
-    ) -> StorageResult<Option<UserRow>> {
+    ) -> StorageResult<Option<(UserRow, i64)>> {
         let row = sqlx::query(
             "SELECT u.id, u.email, u.password_hash, u.email_verified, u.roles, u.data, \
-             u.created_at, u.failed_logins, u.locked_until \
+             u.created_at, u.failed_logins, u.locked_until, s.expires_at \
              FROM end_user_sessions s JOIN end_users u ON u.app_id = s.app_id AND u.id = s.user_id \
              WHERE s.token_hash = $1 AND s.app_id = $2 AND s.expires_at > $3",
         )
@@ -314,7 +315,9 @@ impl Db {
         .bind(now_ms())
         .fetch_optional(&mut self.acquire().await?)
         .await?;
-        row.as_ref().map(user_row).transpose()
+        row.as_ref()
+            .map(|r| Ok((user_row(r)?, r.try_get("expires_at")?)))
+            .transpose()
     }
 
     /// Ends session `token_hash` of `app_id`; answers whether it existed.

@@ -587,8 +587,8 @@ async fn the_shim_in_the_sandbox_answers_exactly_as_the_native_interpreter() {
             .await
             .unwrap();
         for app in [&native_app, &shim_app] {
-            db.put_topic(&app.id, "prices", true).await.unwrap();
-            db.put_topic(&app.id, "audit", false).await.unwrap();
+            db.put_topic(&app.id, "prices", true, false).await.unwrap();
+            db.put_topic(&app.id, "audit", false, false).await.unwrap();
         }
 
         let host = Rc::new(NativeHost {

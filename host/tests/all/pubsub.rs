@@ -16,6 +16,7 @@ on_both_backends!(
     a_subscriber_resumes_durable_messages_after_its_last_event_id,
     only_a_valid_token_for_that_app_and_external_topic_subscribes,
     publishes_are_checked_at_the_boundary,
+    end_users_subscribe_with_their_session_until_they_log_out,
 );
 
 /// Publishes `?kind=durable|realtime` `{n, from}` on `?topic`.
@@ -446,9 +447,95 @@ async fn only_a_valid_token_for_that_app_and_external_topic_subscribes(backend: 
     let listed = server.admin(Method::GET, "/apps/shop/topics", None).await;
     assert_eq!(
         listed,
-        json!([{ "name": "audit", "external": false,
+        json!([{ "name": "audit", "external": false, "sessions": false,
                                "created_at": listed[0]["created_at"] }])
     );
+    server.stop().await;
+}
+
+/// A topic declared with `sessions` also takes an end user's session token: until the
+/// session ends (a logout ends the stream at the next heartbeat).
+async fn end_users_subscribe_with_their_session_until_they_log_out(backend: Backend) {
+    let Some((server, _db, _dir)) = server(backend).await else {
+        return;
+    };
+    const AUTH: &str = r#"
+        let r = ctx.request.json;
+        switch r.op { "login" => users::login(r.email, r.password), "logout" => users::logout(r.token) }
+    "#;
+    server.create_app("rival").await;
+    for app in ["shop", "rival"] {
+        rhai(&server, app, "auth", AUTH, "POST /auth").await;
+        server
+            .admin(
+                Method::POST,
+                &format!("/apps/{app}/users"),
+                Some(json!({ "email": "ada@example.com", "password": "correct horse battery" })),
+            )
+            .await;
+    }
+    let login = |app: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .http
+                .post(format!("{}/fn/{app}/auth", server.url))
+                .json(&json!({ "op": "login", "email": "ada@example.com", "password": "correct horse battery" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    let session = login("shop").await;
+    let rival_session = login("rival").await;
+    assert!(session.starts_with("ses_"), "{session}");
+    server
+        .admin(
+            Method::PUT,
+            "/apps/shop/topics/chat",
+            Some(json!({ "external": true, "sessions": true })),
+        )
+        .await;
+    let response = server
+        .api(Method::PUT, "/apps/shop/topics/secret")
+        .json(&json!({ "external": false, "sessions": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+
+    // Not on a topic without sessions, not another app's session.
+    let (status, _, _) = subscribe(&server, "shop", "prices", Some(&session), None).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = subscribe(&server, "shop", "chat", Some(&rival_session), None).await;
+    assert_eq!(status, 401);
+
+    let (status, subscriber, text) = subscribe(&server, "shop", "chat", Some(&session), None).await;
+    assert_eq!(status, 200, "{text}");
+    let mut subscriber = subscriber.unwrap();
+    publish(&server, "shop", "chat", "realtime", 1).await;
+    assert_eq!(subscriber.message().await.1["n"], 1);
+
+    let response = server
+        .http
+        .post(format!("{}/fn/shop/auth", server.url))
+        .json(&json!({ "op": "logout", "token": session }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    // The stream ends at a heartbeat (every second here), with nothing but heartbeats
+    // before.
+    let mut heartbeats = 0;
+    while let Some(event) = subscriber.next().await {
+        assert!(event.data.is_none(), "{event:?}");
+        heartbeats += 1;
+        assert!(heartbeats < 5, "the stream went on after the logout");
+    }
+    let (status, _, _) = subscribe(&server, "shop", "chat", Some(&session), None).await;
+    assert_eq!(status, 401);
     server.stop().await;
 }
 
