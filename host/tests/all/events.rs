@@ -474,7 +474,7 @@ async fn the_trigger_api_refuses_what_it_cannot_run() {
         ),
         (json!({ "schedule": "* * * * *" }), "only a cron trigger"),
         (json!({ "source": null }), "needs a source"),
-        (json!({ "source": "users" }), "source"),
+        (json!({ "source": "queue" }), "source"),
         (json!({ "ops": ["put"] }), "\"put\""),
         (json!({ "ops": [] }), "at least one"),
         (json!({ "collection": "" }), "collection"),
