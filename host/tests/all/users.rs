@@ -371,6 +371,20 @@ async fn a_reset_ends_every_session_and_tokens_are_single_use(backend: Backend) 
         f.err("shop", guest, reset).await,
         "denied: invalid or expired token"
     );
+    // So is an expired session.
+    let login =
+        json!({ "op": "login", "email": "reset0@example.com", "password": "a brand new secret" });
+    let session = f.ok("shop", guest, login).await;
+    let verify = json!({ "op": "verify", "token": session });
+    assert_eq!(
+        f.ok("shop", guest, verify.clone()).await["email"],
+        "reset0@example.com"
+    );
+    sqlx::query("UPDATE end_user_sessions SET expires_at = 1")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(f.ok("shop", guest, verify).await, Value::Null);
     db.close().await;
 }
 
@@ -465,6 +479,52 @@ async fn failed_logins_back_off_per_account(backend: Backend) {
         "denied: invalid email or password"
     );
     f.ok("shop", guest, right).await;
+}
+
+/// An app with more than 300 failed logins in a minute answers `limit` to every login
+/// (even a right one) until the minute ends; another app is not slowed.
+async fn an_app_under_password_spraying_backs_off(backend: Backend) {
+    let Some(f) = Fixture::start(backend).await else {
+        return;
+    };
+    f.app("shop").await;
+    f.app("calm").await;
+    let guest = Guest::Rhai;
+    for app in ["shop", "calm"] {
+        f.ok(app, guest, new_user("ada@example.com", json!([])))
+            .await;
+    }
+    // Eight failures per invocation (its most hashes) until the app backs off; a
+    // minute boundary in between only starts the count again.
+    let spray = json!({ "op": "login_many", "email": "nobody@example.com", "password": "spray spray", "times": 8 });
+    let mut invocations = 0;
+    let limited = loop {
+        let last = f.ok("shop", guest, spray.clone()).await;
+        let last = last.as_str().unwrap().to_owned();
+        invocations += 1;
+        if last.contains("limit:") {
+            break last;
+        }
+        assert!(
+            last.ends_with("denied: invalid email or password"),
+            "{last}"
+        );
+        assert!(
+            invocations < 100,
+            "no back-off after {invocations} invocations"
+        );
+    };
+    assert!(
+        limited.contains("too many failed logins in this app; retry in"),
+        "{limited}"
+    );
+    let right = json!({ "op": "login", "email": "ada@example.com", "password": PASSWORD });
+    let error = f.err("shop", guest, right.clone()).await;
+    assert!(
+        error.starts_with("limit: too many failed logins in this app"),
+        "{error}"
+    );
+    f.ok("calm", guest, right).await;
 }
 
 /// The same error for an unknown email and a wrong password, and about the same time:
@@ -711,6 +771,7 @@ on_both_backends!(
     a_reset_ends_every_session_and_tokens_are_single_use,
     an_invitation_creates_a_verified_account_once,
     failed_logins_back_off_per_account,
+    an_app_under_password_spraying_backs_off,
     unknown_email_and_wrong_password_look_the_same,
     users_belong_to_their_app,
     hostile_values_are_refused,
