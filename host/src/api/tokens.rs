@@ -83,11 +83,12 @@ async fn create(
         None => None,
     };
     let token = crate::auth::new_token();
+    let token_hash = crate::auth::hash(&token);
     let created = state
         .db
         .create_token(
             &new.name,
-            &crate::auth::hash(&token),
+            &token_hash,
             scope.as_str(),
             app.as_ref().map(|a| a.id.as_str()),
             expires_at,
@@ -105,10 +106,8 @@ async fn create(
     }
     let record = state
         .db
-        .list_tokens()
+        .token_by_hash(&token_hash)
         .await?
-        .into_iter()
-        .find(|t| t.name == new.name)
         .ok_or_else(|| ApiError::internal("a created token is missing"))?;
     Ok((StatusCode::CREATED, Json(Created { token, record })))
 }

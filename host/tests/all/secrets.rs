@@ -378,29 +378,9 @@ async fn the_cli_sets_a_secret_from_stdin_and_lists_names_only() {
     let url = server.url.clone();
     let run = move |args: &'static [&'static str], stdin: &'static str| {
         let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
-                .args(args)
-                .env("PICLOUD_URL", url)
-                .env("PICLOUD_TOKEN", TOKEN)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        })
+        async move { crate::support::picloud_cli(&url, TOKEN, args, stdin).await }
     };
-    let set = run(&["secrets", "set", "shop", "stripe"], "sk_cli\n")
-        .await
-        .unwrap();
+    let set = run(&["secrets", "set", "shop", "stripe"], "sk_cli\n").await;
     assert!(
         set.status.success(),
         "{}",
@@ -410,23 +390,19 @@ async fn the_cli_sets_a_secret_from_stdin_and_lists_names_only() {
         String::from_utf8_lossy(&set.stdout).trim(),
         "set secret stripe"
     );
-    let list = run(&["secrets", "list", "shop"], "").await.unwrap();
+    let list = run(&["secrets", "list", "shop"], "").await;
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(listed.starts_with("stripe  "), "{listed}");
     assert!(!listed.contains("sk_cli"));
     // The value arrived without its trailing newline.
     deploy_secrets_script(&server, "shop").await;
     assert_eq!(call(&server, "shop", "get", "stripe", "").await, "sk_cli");
-    let deleted = run(&["secrets", "delete", "shop", "stripe"], "")
-        .await
-        .unwrap();
+    let deleted = run(&["secrets", "delete", "shop", "stripe"], "").await;
     assert_eq!(
         String::from_utf8_lossy(&deleted.stdout).trim(),
         "deleted secret stripe"
     );
-    let again = run(&["secrets", "delete", "shop", "stripe"], "")
-        .await
-        .unwrap();
+    let again = run(&["secrets", "delete", "shop", "stripe"], "").await;
     assert!(!again.status.success());
     server.stop().await;
 }

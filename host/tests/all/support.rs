@@ -445,6 +445,47 @@ impl TestCerts {
 }
 
 /// The values of header `name` (any case) of a message an [`SmtpSink`] received.
+/// Runs the real `picloud` CLI against `url` with `token` and `args`, writing `stdin` to
+/// it (off the async runtime, so an in-process server keeps serving).
+pub async fn picloud_cli(
+    url: &str,
+    token: &str,
+    args: &[&str],
+    stdin: &str,
+) -> std::process::Output {
+    use std::io::Write;
+    let (url, token, stdin) = (url.to_owned(), token.to_owned(), stdin.to_owned());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
+            .args(&args)
+            .env("PICLOUD_URL", url)
+            .env("PICLOUD_TOKEN", token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether `output` succeeded, and its stdout then stderr as text.
+pub fn outcome(output: std::process::Output) -> (bool, String) {
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap() + &String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
 pub fn header<'a>(message: &'a Value, name: &str) -> Vec<&'a str> {
     message["headers"]
         .as_array()

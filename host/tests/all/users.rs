@@ -788,33 +788,11 @@ async fn operators_manage_users_with_the_cli() {
     let url = f.server.url.clone();
     let run = |args: Vec<&'static str>, stdin: &'static str| {
         let url = url.clone();
-        tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_picloud"))
-                .args(&args)
-                .env("PICLOUD_URL", &url)
-                .env("PICLOUD_TOKEN", TOKEN)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(stdin.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            (
-                out.status.success(),
-                String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap(),
-            )
-        })
+        async move {
+            crate::support::outcome(crate::support::picloud_cli(&url, TOKEN, &args, stdin).await)
+        }
     };
-    let (ok, out) = run(vec!["users", "settings", "shop", "--link-url", LINK], "")
-        .await
-        .unwrap();
+    let (ok, out) = run(vec!["users", "settings", "shop", "--link-url", LINK], "").await;
     assert!(
         ok && out.contains("link URL: https://shop.example/auth"),
         "{out}"
@@ -830,8 +808,7 @@ async fn operators_manage_users_with_the_cli() {
         ],
         "correct horse battery\n",
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         ok && out.starts_with("created user ") && out.contains("ada@example.com"),
         "{out}"
@@ -840,15 +817,12 @@ async fn operators_manage_users_with_the_cli() {
         vec!["users", "create", "shop", "bob@example.com"],
         "short\n",
     )
-    .await
-    .unwrap();
+    .await;
     assert!(
         !ok && out.contains("a password has 8-256 characters"),
         "{out}"
     );
-    let (ok, out) = run(vec!["users", "get", "shop", "ADA@example.com"], "")
-        .await
-        .unwrap();
+    let (ok, out) = run(vec!["users", "get", "shop", "ADA@example.com"], "").await;
     assert!(
         ok && out.contains("unverified") && out.contains("admin"),
         "{out}"
@@ -865,19 +839,16 @@ async fn operators_manage_users_with_the_cli() {
         ],
         "",
     )
-    .await
-    .unwrap();
+    .await;
     assert!(ok && out.trim() == "invited bob@example.com", "{out}");
     link_token(&f.email(1).await, "accept-invite");
-    let (ok, out) = run(vec!["--json", "users", "list", "shop"], "")
-        .await
-        .unwrap();
+    let (ok, out) = run(vec!["--json", "users", "list", "shop"], "").await;
     assert!(ok, "{out}");
     let page: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(page["users"][0]["id"], json!(id));
     let id: &'static str = Box::leak(id.into_boxed_str());
-    let (ok, out) = run(vec!["users", "delete", "shop", id], "").await.unwrap();
+    let (ok, out) = run(vec!["users", "delete", "shop", id], "").await;
     assert!(ok && out.trim() == format!("deleted user {id}"), "{out}");
-    let (ok, out) = run(vec!["users", "delete", "shop", id], "").await.unwrap();
+    let (ok, out) = run(vec!["users", "delete", "shop", id], "").await;
     assert!(!ok && out.trim().lines().count() == 1, "{out}");
 }
