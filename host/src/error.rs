@@ -177,6 +177,19 @@ impl From<Failure> for ApiError {
     }
 }
 
+impl From<crate::control::ControlError> for ApiError {
+    fn from(e: crate::control::ControlError) -> Self {
+        use crate::control::ControlError;
+        match e {
+            ControlError::Invalid(m) => ApiError::bad_request(m),
+            ControlError::NotFound(m) => ApiError::not_found(m),
+            ControlError::Conflict(m) => ApiError::conflict(m),
+            ControlError::Storage(e) => e.into(),
+            ControlError::Failure(f) => f.into(),
+        }
+    }
+}
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {

@@ -11,6 +11,8 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod control;
+pub mod dashboard;
 pub mod dataplane;
 pub mod error;
 pub mod events;

@@ -33,6 +33,8 @@ use std::time::Duration;
 pub const DEFAULT_DATA_DIR: &str = ".picloud";
 /// Default listen address: loopback only, until an operator decides otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default address of the dashboard: loopback, the port after the API's.
+pub const DEFAULT_DASHBOARD_LISTEN: &str = "127.0.0.1:8081";
 /// Default base domain for `{app}.{base-domain}` routing.
 pub const DEFAULT_BASE_DOMAIN: &str = "localhost";
 /// How often idle warm instances are checked.
@@ -68,6 +70,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PICLOUD_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Address of the dashboard (`/dashboard/`), or `off`. A listener of its own: the
+    /// dashboard must not share an origin with functions' pages.
+    #[arg(long, env = "PICLOUD_DASHBOARD_LISTEN", default_value = DEFAULT_DASHBOARD_LISTEN, value_parser = parse_dashboard_listen)]
+    pub dashboard_listen: DashboardListen,
     /// Directory for the embedded database, the compile cache and the admin token.
     #[arg(long, env = "PICLOUD_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
@@ -222,6 +228,7 @@ impl ServeArgs {
     pub fn with_data_dir(data_dir: PathBuf) -> Self {
         Self {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            dashboard_listen: DashboardListen(None),
             data_dir,
             database_url: None,
             base_domain: DEFAULT_BASE_DOMAIN.into(),
@@ -322,6 +329,8 @@ pub struct AppState {
     pub db: Db,
     /// Runs invocations.
     pub invoker: Arc<Invoker>,
+    /// Changes apps, functions and routes.
+    pub control: Arc<crate::control::Control>,
     /// Invocation records.
     pub recorder: Recorder,
     /// Base domain for host-based routing.
@@ -337,6 +346,7 @@ pub struct Server {
     /// Background jobs, stopped when serving ends.
     jobs: Arc<crate::jobs::Jobs>,
     listener: tokio::net::TcpListener,
+    dashboard: Option<tokio::net::TcpListener>,
     header_read_timeout: Duration,
 }
 
@@ -423,9 +433,11 @@ impl Server {
             Some(mailer) => invoker.with_mailer(Arc::new(mailer)),
             None => invoker,
         };
+        let invoker = Arc::new(invoker);
         let state = AppState {
             db: db.clone(),
-            invoker: Arc::new(invoker),
+            control: Arc::new(crate::control::Control::new(db.clone(), invoker.clone())),
+            invoker,
             recorder,
             base_domain: args.base_domain.as_str().into(),
             body_read_timeout: Duration::from_secs(args.body_read_timeout_secs),
@@ -505,10 +517,17 @@ impl Server {
         }
 
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        let dashboard = match args.dashboard_listen.0 {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen for the dashboard on {addr}: {e} (set --dashboard-listen, or off)")
+            })?),
+            None => None,
+        };
         Ok(Self {
             state,
             jobs,
             listener,
+            dashboard,
             header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
         })
     }
@@ -516,6 +535,11 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The dashboard's bound address, when it has one.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves HTTP/1.1 until `shutdown` resolves, then drains in-flight requests.
@@ -529,6 +553,7 @@ impl Server {
         let recorder = self.state.recorder.clone();
         let realtime = self.state.invoker.realtime().clone();
         let jobs = self.jobs.clone();
+        let dashboard = crate::dashboard::router(self.state.clone());
         let front = dataplane::Front::new(self.state.clone(), router(self.state));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -536,16 +561,37 @@ impl Server {
         let connections = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
-            let stream = tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        accept_failed(&e).await;
-                        continue;
-                    }
-                },
+            let (accepted, for_dashboard) = tokio::select! {
+                accepted = self.listener.accept() => (accepted.map(|(stream, _)| stream), false),
+                accepted = accept_on(self.dashboard.as_ref()) => (accepted, true),
                 () = &mut shutdown => break,
             };
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            };
+            if for_dashboard {
+                let dashboard = dashboard.clone();
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        tower::Service::call(
+                            &mut dashboard.clone(),
+                            request.map(axum::body::Body::new),
+                        )
+                    },
+                );
+                let connection =
+                    connections.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "dashboard connection ended with an error");
+                    }
+                });
+                continue;
+            }
             let front = front.clone();
             // `Front` is always ready: no `poll_ready` before `call`.
             let service = hyper::service::service_fn(
@@ -562,12 +608,38 @@ impl Server {
             });
         }
         drop(self.listener);
+        drop(self.dashboard);
         // Realtime streams never end by themselves: end them, or draining waits forever.
         realtime.close();
         connections.shutdown().await;
         jobs.shutdown().await;
         recorder.flush().await;
         Ok(())
+    }
+}
+
+/// Where the dashboard listens: an address, or nowhere (`off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DashboardListen(pub Option<SocketAddr>);
+
+/// `--dashboard-listen`: an address, or `off`.
+fn parse_dashboard_listen(value: &str) -> Result<DashboardListen, String> {
+    if value == "off" {
+        return Ok(DashboardListen(None));
+    }
+    value
+        .parse()
+        .map(|addr| DashboardListen(Some(addr)))
+        .map_err(|e| format!("{value:?} is not an address like 127.0.0.1:8081 or off: {e}"))
+}
+
+/// The next connection of `listener`; never, without one.
+async fn accept_on(
+    listener: Option<&tokio::net::TcpListener>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    match listener {
+        Some(listener) => listener.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
     }
 }
 
@@ -631,9 +703,11 @@ async fn readyz(
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::start(&args).await?;
     let addr = server.local_addr()?;
-    println!(
-        "PiCloud listening on http://{addr}  (dashboard-less for now; admin API at /api/v1, functions at /fn/{{app}}/…)"
-    );
+    println!("PiCloud listening on http://{addr}  (admin API at /api/v1, functions at /fn/{{app}}/…)");
+    match server.dashboard_addr() {
+        Some(dashboard) => println!("Dashboard at http://{dashboard}/dashboard/"),
+        None => println!("Dashboard off (--dashboard-listen)"),
+    }
     server.serve(shutdown_signal()).await
 }
 

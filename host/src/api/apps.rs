@@ -1,6 +1,5 @@
 //! `/apps`: create, list, get, delete, limits, outbound http allow-list.
 
-use super::check_app_name;
 use crate::error::{ApiError, ApiResult};
 use crate::server::AppState;
 use crate::storage::AppRecord;
@@ -67,10 +66,9 @@ async fn set_outbound(
         }
     };
     state
-        .db
-        .set_app_outbound_hosts(&entry.id, hosts.as_deref())
+        .control
+        .set_outbound_hosts(&entry, hosts.as_deref())
         .await?;
-    state.invoker.invalidate_settings(&app);
     Ok(Json(OutboundSettings { allow_hosts: hosts }))
 }
 
@@ -97,44 +95,11 @@ fn view(state: &AppState, app: AppRecord) -> AppView {
     }
 }
 
-fn check_limits(limits: &LimitOverrides) -> ApiResult<()> {
-    for (name, value) in [
-        ("fuel", limits.fuel),
-        ("timeout_ms", limits.timeout_ms),
-        ("memory_bytes", limits.memory_bytes),
-        ("daily_fuel", limits.daily_fuel),
-    ] {
-        if value == Some(0) {
-            return Err(ApiError::bad_request(format!(
-                "limit {name} must be greater than 0"
-            )));
-        }
-    }
-    if limits.memory_bytes.is_some_and(|m| m > 1 << 30) {
-        return Err(ApiError::bad_request(
-            "memory_bytes may be at most 1 GiB (1073741824)",
-        ));
-    }
-    Ok(())
-}
-
 async fn create(
     State(state): State<AppState>,
     Json(new): Json<NewApp>,
 ) -> ApiResult<(StatusCode, Json<AppView>)> {
-    check_app_name(&new.name)?;
-    check_limits(&new.limits)?;
-    let app = state
-        .db
-        .create_app(&new.name, &new.limits)
-        .await
-        .map_err(|e| match e {
-            crate::storage::StorageError::Conflict => {
-                ApiError::conflict(format!("an app called {:?} exists already", new.name))
-            }
-            other => other.into(),
-        })?;
-    state.invoker.invalidate_app(&app.name);
+    let app = state.control.create_app(&new.name, &new.limits).await?;
     Ok((StatusCode::CREATED, Json(view(&state, app))))
 }
 
@@ -163,15 +128,7 @@ async fn show(State(state): State<AppState>, Path(app): Path<String>) -> ApiResu
 }
 
 async fn remove(State(state): State<AppState>, Path(app): Path<String>) -> ApiResult<StatusCode> {
-    let record = state.db.get_app(&app).await?;
-    if !state.db.delete_app(&app).await? {
-        return Err(ApiError::not_found(format!("no app called {app:?}")));
-    }
-    state.invoker.invalidate_app(&app);
-    if let Some(record) = record {
-        state.invoker.forget_gate(&record.id);
-    }
-    super::collect_garbage(&state).await;
+    state.control.delete_app(&app).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -180,10 +137,6 @@ async fn set_limits(
     Path(app): Path<String>,
     Json(limits): Json<LimitOverrides>,
 ) -> ApiResult<Json<AppView>> {
-    check_limits(&limits)?;
-    if !state.db.set_app_limits(&app, &limits).await? {
-        return Err(ApiError::not_found(format!("no app called {app:?}")));
-    }
-    state.invoker.invalidate_settings(&app);
+    state.control.set_limits(&app, &limits).await?;
     show(State(state), Path(app)).await
 }

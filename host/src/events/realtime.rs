@@ -218,6 +218,12 @@ impl Realtime {
         lock(&self.counts).values().sum()
     }
 
+    /// Turns true when the server closes: other long streams (the dashboard's live
+    /// tail) end with it.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closed.subscribe()
+    }
+
     /// Ends every stream (server shutdown: open streams would keep it waiting).
     pub fn close(&self) {
         self.closed.send_replace(true);

@@ -357,6 +357,19 @@ impl Invoker {
         Ok(collected)
     }
 
+    /// Drops what it cached about an app that [`Changed`](crate::control::Changed).
+    pub fn changed(&self, changed: &crate::control::Changed) {
+        use crate::control::Changed;
+        match changed {
+            Changed::Code { app } => self.invalidate_app(app),
+            Changed::Settings { app } => self.invalidate_settings(app),
+            Changed::Removed { app, id } => {
+                self.invalidate_app(app);
+                self.forget_gate(id);
+            }
+        }
+    }
+
     /// Forgets the cached routes and limits of app `name`; its compiled functions stay.
     pub fn invalidate_settings(&self, name: &str) {
         lock(&self.apps).remove(name);

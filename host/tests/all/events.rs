@@ -918,6 +918,8 @@ async fn spawn_server(
             &format!("127.0.0.1:{port}"),
             "--event-claim-secs",
             "2",
+            "--dashboard-listen",
+            "off",
         ])
         .arg("--data-dir")
         .arg(data_dir)

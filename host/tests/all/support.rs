@@ -108,6 +108,8 @@ pub const SECRET_KEY: &str = "dGVzdC1zZWNyZXQta2V5LW9mLTMyLWJ5dGVzLSEhISE=";
 /// A running server on a free loopback port.
 pub struct TestServer {
     pub url: String,
+    /// The dashboard's own origin (`http://127.0.0.1:PORT`), when it has one.
+    pub dashboard_url: Option<String>,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -117,6 +119,7 @@ impl TestServer {
     pub async fn start(data_dir: &Path, database_url: Option<String>) -> Self {
         Self::start_with(ServeArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
+            dashboard_listen: picloud::server::DashboardListen(Some("127.0.0.1:0".parse().unwrap())),
             database_url,
             admin_token: Some(TOKEN.into()),
             ..ServeArgs::with_data_dir(data_dir.to_owned())
@@ -130,6 +133,7 @@ impl TestServer {
         }
         let server = Server::start(&args).await.expect("server starts");
         let url = format!("http://{}", server.local_addr().unwrap());
+        let dashboard_url = server.dashboard_addr().map(|a| format!("http://{a}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server
@@ -141,6 +145,7 @@ impl TestServer {
         });
         Self {
             url,
+            dashboard_url,
             http: reqwest::Client::new(),
             shutdown: Some(tx),
             task: Some(task),
@@ -151,6 +156,7 @@ impl TestServer {
     pub fn remote(url: String) -> Self {
         Self {
             url,
+            dashboard_url: None,
             http: reqwest::Client::new(),
             shutdown: None,
             task: None,
