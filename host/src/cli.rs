@@ -2,11 +2,14 @@
 //! over the admin API.
 
 mod apps;
+mod config;
 mod deploy;
 mod email;
 mod files;
 mod indexes;
+mod init;
 mod logs;
+mod manifest;
 mod routes;
 mod secrets;
 mod tokens;
@@ -30,10 +33,12 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 #[derive(Debug, Parser)]
 #[command(name = "picloud", version, about)]
 pub struct Cli {
-    /// Server URL of the client commands.
-    #[arg(long, env = "PICLOUD_URL", default_value = DEFAULT_URL, global = true)]
-    url: String,
-    /// Admin API token (default: ./.picloud/admin-token when present).
+    /// Server URL of the client commands (default: the one `picloud login` saved, else
+    /// http://127.0.0.1:8080).
+    #[arg(long, env = "PICLOUD_URL", global = true)]
+    url: Option<String>,
+    /// Admin API token (default: the one `picloud login` saved for this URL, else
+    /// ./.picloud/admin-token when present).
     #[arg(long, env = "PICLOUD_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// Print machine-readable JSON instead of text.
@@ -50,14 +55,36 @@ enum Command {
     /// Create, list and delete apps (tenants); show and set their limits.
     #[command(subcommand)]
     Apps(apps::AppsCommand),
-    /// Upload a component or Rhai script as the next version of a function and bind
-    /// routes to it.
-    Deploy {
-        /// The .wasm component or .rhai script.
-        file: PathBuf,
-        /// App to deploy to.
+    /// Check a token against the server and save both (then commands need no --token).
+    Login,
+    /// Forget what `picloud login` saved.
+    Logout,
+    /// Write a new project directory NAME: a picloud.toml and a hello function.
+    Init {
+        /// The directory to create (its name is the app's name).
+        name: PathBuf,
+        /// `rhai` (a script, deployable as is) or `rust` (a wasm32-wasip2 component).
+        #[arg(long, default_value = "rhai")]
+        template: String,
+        /// The app to deploy to (default: the directory's name).
         #[arg(long)]
-        app: String,
+        app: Option<String>,
+        /// rust: the picloud-sdk crate (guest-sdk/ of the PiCloud source tree); default
+        /// PICLOUD_SDK_PATH, else the source tree this binary was built from.
+        #[arg(long, env = "PICLOUD_SDK_PATH")]
+        sdk_path: Option<PathBuf>,
+    },
+    /// Upload a component or Rhai script as the next version of a function and bind
+    /// routes to it; without FILE, deploy the project of ./picloud.toml (what changed).
+    Deploy {
+        /// The .wasm component or .rhai script (none: deploy ./picloud.toml).
+        file: Option<PathBuf>,
+        /// App to deploy FILE to.
+        #[arg(long)]
+        app: Option<String>,
+        /// The project manifest to deploy (default ./picloud.toml).
+        #[arg(long, conflicts_with_all = ["file", "app", "name", "routes", "kind"])]
+        manifest: Option<PathBuf>,
         /// Function name (default: the file name without extension, `_` → `-`).
         #[arg(long)]
         name: Option<String>,
@@ -67,6 +94,16 @@ enum Command {
         /// `module` deploys a .rhai file as a module other scripts import.
         #[arg(long)]
         kind: Option<String>,
+    },
+    /// A function's versions, the active one marked.
+    #[command(subcommand)]
+    Deployments(deploy::DeploymentsCommand),
+    /// Make an earlier version of a function the active one (default: the one before).
+    Rollback {
+        /// APP/FUNCTION
+        target: String,
+        /// The version to activate.
+        version: Option<i64>,
     },
     /// Call a function directly (POST with --data as the body).
     Invoke {
@@ -189,12 +226,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         json,
         command,
     } = cli;
-    if let Command::Serve(args) = command {
-        return server::run(*args).await;
-    }
-    let client = Client::new(url, token)?;
     match command {
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(args) => return server::run(*args).await,
+        Command::Logout => return config::logout(json),
+        Command::Init {
+            name,
+            template,
+            app,
+            sdk_path,
+        } => return init::run(json, &name, &template, app, sdk_path),
+        _ => {}
+    }
+    if let Command::Login = command {
+        let client = Client::new(url, None, false)?;
+        return config::login(&client, json, token).await;
+    }
+    let client = Client::new(url, token, true)?;
+    match command {
+        Command::Serve(_) | Command::Login | Command::Logout | Command::Init { .. } => {
+            unreachable!("handled above")
+        }
         Command::Apps(command) => apps::run(&client, json, command).await?,
         Command::Outbound {
             app,
@@ -203,13 +254,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => apps::outbound(&client, json, app, allow_hosts, any_host).await?,
         Command::Usage { app, days } => usage::run(&client, json, app, days).await?,
         Command::Deploy {
-            file,
+            file: Some(file),
             app,
             name,
             routes,
             kind,
-        } => deploy::deploy(&client, json, &file, &app, name, &routes, kind).await?,
-        Command::Invoke { target, data } => deploy::invoke(&client, &target, data).await?,
+            manifest: _,
+        } => {
+            let app = app.ok_or_else(|| {
+                anyhow!("--app is required with FILE (or run `picloud deploy` without FILE next to a picloud.toml)")
+            })?;
+            deploy::deploy(&client, json, &file, &app, name, &routes, kind).await?;
+        }
+        Command::Deploy {
+            file: None,
+            app,
+            name,
+            routes,
+            kind,
+            manifest,
+        } => {
+            if app.is_some() || name.is_some() || !routes.is_empty() || kind.is_some() {
+                bail!(
+                    "--app, --name, --route and --kind go with FILE; a project's are in its picloud.toml"
+                );
+            }
+            let manifest = manifest.unwrap_or_else(|| PathBuf::from(manifest::FILE_NAME));
+            manifest::deploy(&client, json, &manifest).await?;
+        }
+        Command::Deployments(command) => deploy::deployments(&client, json, command).await?,
+        Command::Rollback { target, version } => {
+            deploy::rollback(&client, json, &target, version).await?;
+        }
+        Command::Invoke { target, data } => deploy::invoke(&client, json, &target, data).await?,
         Command::Logs {
             app,
             function,
@@ -259,8 +336,33 @@ pub fn default_function_name(file: &Path) -> Option<String> {
     Some(file.file_stem()?.to_str()?.replace('_', "-"))
 }
 
+/// A bar of `total` bytes sent, on stderr.
+fn upload_bar(total: u64, label: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .map(|s| s.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(format!("uploading {label}"));
+    bar
+}
+
+/// `bar` turned into a spinner: everything is sent, the server compiles.
+fn compiling_spinner(bar: &indicatif::ProgressBar, label: &str) {
+    if bar.is_hidden() {
+        return;
+    }
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(format!("{label}: compiling…"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+}
+
 fn unauthorized_message() -> &'static str {
-    "the server refused the token (401): pass --token or set PICLOUD_TOKEN to the admin token (see .picloud/admin-token on the server)"
+    "the server refused the token (401): run `picloud login`, pass --token or set PICLOUD_TOKEN to an admin token (see .picloud/admin-token on the server)"
 }
 
 struct Client {
@@ -275,14 +377,33 @@ impl Client {
         self.url.trim_end_matches('/')
     }
 
-    fn new(url: String, token: Option<String>) -> anyhow::Result<Self> {
-        let token = token.or_else(|| {
-            std::fs::read_to_string(
-                Path::new(server::DEFAULT_DATA_DIR).join(crate::auth::ADMIN_TOKEN_FILE),
-            )
-            .ok()
-            .map(|t| t.trim().to_owned())
-        });
+    /// A client of `url` (flag or env) with `token` (flag or env); when not given, the
+    /// URL and token `picloud login` saved (its token only for its URL), then
+    /// ./.picloud/admin-token when `fallback`.
+    fn new(url: Option<String>, token: Option<String>, fallback: bool) -> anyhow::Result<Self> {
+        let saved = if fallback && (token.is_none() || url.is_none()) {
+            config::load()?
+        } else {
+            None
+        };
+        let url = url
+            .or_else(|| saved.as_ref().map(|c| c.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let same_server =
+            |c: &config::UserConfig| c.url.trim_end_matches('/') == url.trim_end_matches('/');
+        let token = token
+            .or_else(|| saved.filter(same_server).map(|c| c.token))
+            .or_else(|| {
+                fallback
+                    .then(|| {
+                        std::fs::read_to_string(
+                            Path::new(server::DEFAULT_DATA_DIR).join(crate::auth::ADMIN_TOKEN_FILE),
+                        )
+                        .ok()
+                    })
+                    .flatten()
+                    .map(|t| t.trim().to_owned())
+            });
         Ok(Self {
             http: reqwest::Client::builder().build()?,
             url,
@@ -348,14 +469,46 @@ impl Client {
         self.finish(response).await
     }
 
-    async fn upload(&self, path: &str, bytes: Vec<u8>) -> anyhow::Result<Value> {
+    /// Uploads `bytes` to `path`; with `progress` on a terminal, a progress bar for the
+    /// upload, then a spinner while the server compiles.
+    async fn upload(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        label: &str,
+        progress: bool,
+    ) -> anyhow::Result<Value> {
+        use std::io::IsTerminal as _;
+        let total = bytes.len() as u64;
+        let bar = if progress && std::io::stderr().is_terminal() {
+            upload_bar(total, label)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        const CHUNK: usize = 64 * 1024;
+        let bytes = bytes::Bytes::from(bytes);
+        let chunks: Vec<bytes::Bytes> = (0..bytes.len())
+            .step_by(CHUNK)
+            .map(|at| bytes.slice(at..(at + CHUNK).min(bytes.len())))
+            .collect();
+        let counting = bar.clone();
+        let compiling = label.to_owned();
+        let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+            counting.inc(chunk.len() as u64);
+            if counting.position() >= total {
+                compiling_spinner(&counting, &compiling);
+            }
+            Ok::<_, std::io::Error>(chunk)
+        }));
         let response = self
             .raw(reqwest::Method::POST, path)
             .header("content-type", "application/wasm")
-            .body(bytes)
+            .header("content-length", total)
+            .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await
-            .map_err(|e| self.unreachable(e))?;
-        self.finish(response).await
+            .map_err(|e| self.unreachable(e));
+        bar.finish_and_clear();
+        self.finish(response?).await
     }
 }

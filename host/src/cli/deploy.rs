@@ -1,11 +1,31 @@
-//! `picloud deploy FILE` and `picloud invoke`.
+//! `picloud deploy FILE`, `picloud deployments`, `picloud rollback` and `picloud invoke`.
 
 use super::routes::add_route;
 use super::{Client, default_function_name, print, unauthorized_message};
 use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::path::Path;
+
+#[derive(Debug, Subcommand)]
+pub(super) enum DeploymentsCommand {
+    /// A function's versions, newest first; `*` marks the active one.
+    List {
+        /// APP/FUNCTION
+        target: String,
+    },
+}
+
+/// `APP/FUNCTION` split in two, each checked (they go into URL paths).
+pub(super) fn split_target(target: &str) -> anyhow::Result<(&str, &str)> {
+    let (app, function) = target
+        .split_once('/')
+        .ok_or_else(|| anyhow!("the target must be APP/FUNCTION, got {target:?}"))?;
+    super::manifest::check_app_name(app)?;
+    super::manifest::check_function_name(function)?;
+    Ok((app, function))
+}
 
 pub(super) async fn deploy(
     client: &Client,
@@ -37,17 +57,12 @@ pub(super) async fn deploy(
         crate::routing::parse_route_spec(route).map_err(|e| anyhow!(e))?;
     }
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    if !as_json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!(
-            "uploading {} ({} bytes) and compiling…",
-            file.display(),
-            bytes.len()
-        );
-    }
     let deployed = client
         .upload(
             &format!("/apps/{app}/functions/{name}/versions?kind={kind}"),
             bytes,
+            &format!("{app}/{name}"),
+            !as_json,
         )
         .await?;
     let mut bound = Vec::new();
@@ -87,12 +102,11 @@ pub(super) async fn deploy(
 
 pub(super) async fn invoke(
     client: &Client,
+    as_json: bool,
     target: &str,
     data: Option<String>,
 ) -> anyhow::Result<()> {
-    let (app, function) = target
-        .split_once('/')
-        .ok_or_else(|| anyhow!("the target must be APP/FUNCTION, got {target:?}"))?;
+    let (app, function) = split_target(target)?;
     let body = match data {
         Some(d) if d.starts_with('@') => {
             std::fs::read(&d[1..]).with_context(|| format!("cannot read {}", &d[1..]))?
@@ -131,10 +145,96 @@ pub(super) async fn invoke(
             error["invocation_id"].as_str().unwrap_or("-")
         );
     }
+    if as_json {
+        let body = serde_json::from_slice::<Value>(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let out = json!({ "status": status.as_u16(), "body": body });
+        print(true, &out, String::new);
+        return Ok(());
+    }
     use std::io::Write;
     std::io::stdout().write_all(&bytes)?;
     if !bytes.ends_with(b"\n") {
         println!();
     }
+    Ok(())
+}
+
+/// A time in ms since the Unix epoch, as UTC.
+fn utc(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+pub(super) async fn deployments(
+    client: &Client,
+    json: bool,
+    command: DeploymentsCommand,
+) -> anyhow::Result<()> {
+    let DeploymentsCommand::List { target } = command;
+    let (app, function) = split_target(&target)?;
+    let shown = client
+        .send(
+            reqwest::Method::GET,
+            &format!("/apps/{app}/functions/{function}"),
+            None,
+        )
+        .await?;
+    let active = shown["active_version"].as_i64();
+    let mut versions: Vec<Value> = shown["versions"].as_array().cloned().unwrap_or_default();
+    versions.sort_by_key(|v| std::cmp::Reverse(v["version"].as_i64()));
+    for v in &mut versions {
+        v["active"] = json!(v["version"].as_i64() == active);
+    }
+    let out =
+        json!({ "app": app, "function": function, "active_version": active, "versions": versions });
+    print(json, &out, || {
+        let mut lines = vec![format!(
+            "  {:<8} {:<10} {:<13} {:>10}  created",
+            "version", "kind", "sha256", "bytes"
+        )];
+        for v in &versions {
+            let sha = v["sha256"].as_str().unwrap_or("");
+            lines.push(format!(
+                "{} {:<8} {:<10} {:<13} {:>10}  {}",
+                if v["active"] == true { "*" } else { " " },
+                v["version"].to_string(),
+                v["kind"].as_str().unwrap_or(""),
+                &sha[..sha.len().min(12)],
+                v["size"].to_string(),
+                utc(v["created_at"].as_i64().unwrap_or(0))
+            ));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
+pub(super) async fn rollback(
+    client: &Client,
+    json: bool,
+    target: &str,
+    version: Option<i64>,
+) -> anyhow::Result<()> {
+    let (app, function) = split_target(target)?;
+    let path = format!("/apps/{app}/functions/{function}");
+    let before = client.send(reqwest::Method::GET, &path, None).await?;
+    let was = before["active_version"].as_i64().unwrap_or(0);
+    if version.is_none() && was <= 1 {
+        bail!(
+            "{app}/{function} has no version before {was}; name one: `picloud rollback {app}/{function} VERSION` (see `picloud deployments list {app}/{function}`)"
+        );
+    }
+    let body = version.map(|v| json!({ "version": v }));
+    let shown = client
+        .send(reqwest::Method::POST, &format!("{path}/rollback"), body)
+        .await?;
+    let now = shown["active_version"].as_i64().unwrap_or(0);
+    let out =
+        json!({ "app": app, "function": function, "active_version": now, "previous_version": was });
+    print(json, &out, || {
+        format!("{app}/{function}: version {now} is active now (was {was})")
+    });
     Ok(())
 }
