@@ -333,7 +333,36 @@ fn build(root: &Path, function: &str, command: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `path` of `app`, or `None` when the server answers 404.
+/// Runs the builds, then reads every file (checked to be inside `root`): each with its
+/// bytes and their sha256.
+fn prepare<'a>(
+    planned: &'a [Planned],
+    root: &Path,
+) -> anyhow::Result<Vec<(&'a Planned, Vec<u8>, String)>> {
+    for p in planned {
+        if let Some(command) = &p.build {
+            build(root, &p.name, command)?;
+        }
+    }
+    let mut artifacts = Vec::new();
+    for p in planned {
+        let field = format!("function {}", p.name);
+        if p.build.is_some() && !p.file.exists() {
+            bail!(
+                "{field}: its build made no {} (check `artifact`)",
+                p.file.strip_prefix(root).unwrap_or(&p.file).display()
+            );
+        }
+        let file = still_inside(root, &p.file, &field)?;
+        let bytes = std::fs::read(&file)
+            .with_context(|| format!("{field}: cannot read {}", p.file.display()))?;
+        let sha256 = picloud_runtime::sha256_hex(&bytes);
+        artifacts.push((p, bytes, sha256));
+    }
+    Ok(artifacts)
+}
+
+/// `path`, or `None` when the server answers 404.
 async fn get_optional(client: &Client, path: &str) -> anyhow::Result<Option<Value>> {
     let response = client
         .raw(reqwest::Method::GET, path)
@@ -390,6 +419,10 @@ pub(super) async fn deploy(
     let app = manifest.app.as_str();
     let mut lines = Vec::new();
 
+    // Builds, then every file read (and checked) before anything is sent.
+    let artifacts =
+        prepare(&planned, &root).map_err(|e| anyhow!("{}: {e:#}", manifest_path.display()))?;
+
     // The app.
     let existing_app = get_optional(client, &format!("/apps/{app}")).await?;
     let created_app = existing_app.is_none();
@@ -400,19 +433,9 @@ pub(super) async fn deploy(
         lines.push(format!("created app {app}"));
     }
 
-    // Builds, then uploads of what changed.
-    for p in &planned {
-        if let Some(command) = &p.build {
-            build(&root, &p.name, command)?;
-        }
-    }
+    // Uploads of what changed.
     let mut functions = Vec::new();
-    for p in &planned {
-        let field = format!("function {}", p.name);
-        let file = still_inside(&root, &p.file, &field)?;
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("{field}: cannot read {}", p.file.display()))?;
-        let sha256 = picloud_runtime::sha256_hex(&bytes);
+    for (p, bytes, sha256) in artifacts {
         let current = get_optional(client, &format!("/apps/{app}/functions/{}", p.name)).await?;
         let unchanged = current.as_ref().is_some_and(|c| {
             c["sha256"].as_str() == Some(sha256.as_str()) && c["kind"].as_str() == Some(p.kind)

@@ -14,6 +14,7 @@ macro_rules! on_both_backends {
 }
 
 mod cli;
+mod cli_project;
 mod conformance;
 mod data;
 mod email;
