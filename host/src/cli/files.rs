@@ -16,7 +16,7 @@ pub(super) enum FilesCommand {
         #[arg(long, default_value = "")]
         prefix: String,
     },
-    /// Download a file (to stdout, or --output).
+    /// Download a file (to stdout, or --output; with --json, as base64 in JSON).
     Get {
         /// App name.
         app: String,
@@ -129,6 +129,12 @@ pub(super) async fn run(client: &Client, json: bool, command: FilesCommand) -> a
                     print(json, &done, || {
                         format!("wrote {} bytes to {}", bytes.len(), file.display())
                     });
+                }
+                None if json => {
+                    use base64::Engine as _;
+                    let content = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                    let done = json!({ "path": path, "size": bytes.len(), "base64": content });
+                    print(json, &done, String::new);
                 }
                 None => {
                     use std::io::Write as _;
