@@ -42,7 +42,7 @@ const CSS: &str = include_str!("assets/dashboard.css");
 const JS: &str = include_str!("assets/dashboard.js");
 
 /// Every dashboard answer: nothing but this origin's script and style, no framing, no
-/// referrer, no caching of pages that show an app's data.
+/// referrer to other sites, no caching of pages that show an app's data.
 const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
     (
         header::CONTENT_SECURITY_POLICY,
@@ -51,7 +51,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 5] = [
     ),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::X_FRAME_OPTIONS, "DENY"),
-    (header::REFERRER_POLICY, "no-referrer"),
+    (header::REFERRER_POLICY, "same-origin"),
     (header::CACHE_CONTROL, "no-store"),
 ];
 
@@ -279,29 +279,30 @@ pub fn check_csrf(viewer: &Viewer, headers: &HeaderMap, presented: Option<&str>)
 }
 
 fn check_same_origin(headers: &HeaderMap) -> Result<(), Problem> {
-    let cross_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|site| site != "same-origin" && site != "none");
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let foreign_origin = match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), host) {
-        (Some(origin), Some(host)) => {
-            let origin = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"))
-                .unwrap_or(origin);
-            origin != host
-        }
-        (Some(_), None) => true,
-        (None, _) => false,
+    // Browsers say where a request comes from in `Sec-Fetch-Site`; older ones only in
+    // `Origin`, compared with the host the request was sent to.
+    let same = match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        Some(site) => site == "same-origin" || site == "none",
+        None => match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            Some(origin) => {
+                let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+                let origin = origin
+                    .strip_prefix("http://")
+                    .or_else(|| origin.strip_prefix("https://"));
+                origin.is_some() && origin == host
+            }
+            // Neither: not a browser's cross-site form (those carry one or the other);
+            // the CSRF token still has to match.
+            None => true,
+        },
     };
-    if cross_site || foreign_origin {
+    if same {
+        Ok(())
+    } else {
         Err(Problem::new(
             StatusCode::FORBIDDEN,
             "This request came from another site; the dashboard only takes forms from its own pages.",
         ))
-    } else {
-        Ok(())
     }
 }
 

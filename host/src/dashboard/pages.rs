@@ -305,7 +305,7 @@ async fn app_page(
         }
         h2 { "Routes" }
         @if routes.is_empty() {
-            p.empty { "No routes. Functions are callable at " code { "/fn/" (name) "/FUNCTION" } "; a route binds a method and path of your own." }
+            p.empty { "No routes yet. A route binds a method and path to a function, which then answers at " code { "/fn/" (name) "/PATH" } "." }
         } @else {
             table {
                 thead { tr { th { "Method" } th { "Path" } th { "Function" } th { "Dispatch" } th {} } }

@@ -16,6 +16,7 @@ macro_rules! on_both_backends {
 mod cli;
 mod cli_project;
 mod conformance;
+mod dashboard;
 mod data;
 mod email;
 mod events;
