@@ -581,3 +581,57 @@ async fn init_rust_writes_a_component_crate_on_the_sdk() {
     );
     assert!(!work.path().join("other").exists());
 }
+
+/// Every client command prints one JSON document with --json.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_answers_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), None).await;
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("config.toml");
+    std::fs::write(work.path().join("hi.rhai"), "\"hi\"").unwrap();
+    std::fs::write(work.path().join("f.txt"), "file").unwrap();
+    let cli = operator(&server.url, &config, work.path());
+    let commands: &[&[&str]] = &[
+        &["apps", "create", "shop"],
+        &["apps", "list"],
+        &["apps", "limits", "shop", "--fuel", "1000000"],
+        &["outbound", "shop"],
+        &["deploy", "hi.rhai", "--app", "shop", "--route", "GET /hi"],
+        &["deployments", "list", "shop/hi"],
+        &["invoke", "shop/hi"],
+        &["logs", "shop"],
+        &["usage", "shop"],
+        &["routes", "list", "shop"],
+        &["files", "put", "shop", "a.txt", "f.txt"],
+        &["files", "list", "shop"],
+        &["files", "get", "shop", "a.txt"],
+        &["files", "delete", "shop", "a.txt"],
+        &["indexes", "create", "shop", "c", "f"],
+        &["indexes", "list", "shop"],
+        &["secrets", "list", "shop"],
+        &["triggers", "list", "shop"],
+        &["dead-letters", "list", "shop"],
+        &["topics", "list", "shop"],
+        &["users", "list", "shop"],
+        &["tokens", "list"],
+        &["init", "proj"],
+        &["logout"],
+    ];
+    for args in commands {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = cli.ok(&args).await;
+        let parsed: Result<Value, _> = serde_json::from_str(&out);
+        assert!(parsed.is_ok(), "picloud {args:?} printed no JSON: {out}");
+    }
+    cli.ok(&["files", "put", "shop", "b.txt", "f.txt"]).await;
+    let got: Value =
+        serde_json::from_str(&cli.ok(&["files", "get", "shop", "b.txt", "--json"]).await).unwrap();
+    assert_eq!(got["base64"], "ZmlsZQ==", "{got}");
+    let called: Value =
+        serde_json::from_str(&cli.ok(&["invoke", "shop/hi", "--json"]).await).unwrap();
+    assert_eq!(called["status"], 200, "{called}");
+    assert_eq!(called["body"], "hi", "{called}");
+    server.stop().await;
+}
