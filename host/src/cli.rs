@@ -238,6 +238,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     if let Command::Login = command {
+        // Logging in again: to the saved server unless --url names another.
+        let url = url.or_else(|| config::load().ok().flatten().map(|c| c.url));
         let client = Client::new(url, None, false)?;
         return config::login(&client, json, token).await;
     }
