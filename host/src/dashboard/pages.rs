@@ -861,6 +861,7 @@ async fn usage(
                     fuel_used: 0,
                     duration_us: 0,
                     dropped_records: 0,
+                    errors_by_code: Default::default(),
                 })
         })
         .collect();
@@ -876,10 +877,14 @@ async fn usage(
         h2 { "Invocations per day" }
         figure.chart #invocations-chart { (chart(&series, |d| d.invocations, None, "invocations")) }
         table #usage-table {
-            thead { tr { th { "Day" } th.num { "Invocations" } th.num { "Errors" } th.num { "Fuel" } th.num { "Wall time" } } }
+            thead { tr { th { "Day" } th.num { "Invocations" } th.num { "Errors" } th { "By code" } th.num { "Fuel" } th.num { "Wall time" } } }
             tbody {
                 @for d in series.iter().rev() {
-                    tr { td { (d.day) } td.num { (count(d.invocations)) } td.num { (count(d.errors)) } td.num { (count(d.fuel_used)) } td.num { (micros(d.duration_us)) } }
+                    tr {
+                        td { (d.day) } td.num { (count(d.invocations)) } td.num { (count(d.errors)) }
+                        td { @for (code, n) in &d.errors_by_code { code { (code) } " " (count(*n)) " " } }
+                        td.num { (count(d.fuel_used)) } td.num { (micros(d.duration_us)) }
+                    }
                 }
             }
         }

@@ -105,7 +105,7 @@ impl Db {
             let (app_id, record) = item;
             let key = (app_id.clone(), utc_day(record.started_at));
             let delta = UsageDelta::of(record);
-            let one = UsageByDay::from([(key.clone(), delta)]);
+            let one = UsageByDay::from([(key.clone(), delta.clone())]);
             match self.store_records(std::slice::from_ref(item), &one).await {
                 Ok(()) => stored += 1,
                 Err(e) => {
@@ -122,7 +122,7 @@ impl Db {
             }
         }
         for (key, delta) in dropped {
-            let one = UsageByDay::from([(key.clone(), *delta)]);
+            let one = UsageByDay::from([(key.clone(), delta.clone())]);
             if let Err(e) = self.store_records(&[], &one).await {
                 tracing::debug!(error = %e, app_id = %key.0, "usage of dropped records not stored (the app is gone)");
             }

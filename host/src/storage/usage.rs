@@ -52,10 +52,12 @@ pub struct DailyUsage {
     /// Invocation records not stored (the queue was full, or the database refused the
     /// record); their usage is counted above all the same.
     pub dropped_records: i64,
+    /// The failed ones by error code (`fuel_exhausted`, `timeout`, …).
+    pub errors_by_code: BTreeMap<String, i64>,
 }
 
 /// Usage to add to one app's day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageDelta {
     /// Invocations.
     pub invocations: i64,
@@ -67,7 +69,12 @@ pub struct UsageDelta {
     pub duration_us: i64,
     /// Records not stored.
     pub dropped_records: i64,
+    /// Failed invocations by error code.
+    pub error_codes: BTreeMap<String, i64>,
 }
+
+/// The code counted for a failed invocation whose record has none.
+const UNKNOWN_CODE: &str = "unknown";
 
 impl UsageDelta {
     /// The usage of one invocation.
@@ -78,11 +85,21 @@ impl UsageDelta {
             fuel_used: record.fuel_used,
             duration_us: record.duration_us,
             dropped_records: 0,
+            error_codes: if record.status == "ok" {
+                BTreeMap::new()
+            } else {
+                let code = record.error_code.as_deref().unwrap_or(UNKNOWN_CODE);
+                BTreeMap::from([(code.to_owned(), 1)])
+            },
         }
     }
 
     /// Adds `other` (saturating: a counter never wraps).
     pub fn add(&mut self, other: Self) {
+        for (code, n) in other.error_codes {
+            let count = self.error_codes.entry(code).or_default();
+            *count = count.saturating_add(n);
+        }
         self.invocations = self.invocations.saturating_add(other.invocations);
         self.errors = self.errors.saturating_add(other.errors);
         self.fuel_used = self.fuel_used.saturating_add(other.fuel_used);
@@ -194,6 +211,32 @@ pub(super) async fn add_usage(
         }
         query.execute(&mut *conn).await?;
     }
+    let errors: Vec<(&str, &str, &str, i64)> = usage
+        .iter()
+        .flat_map(|((app_id, day), delta)| {
+            delta
+                .error_codes
+                .iter()
+                .map(move |(code, n)| (app_id.as_str(), day.as_str(), code.as_str(), *n))
+        })
+        .collect();
+    for chunk in errors.chunks(ROWS) {
+        let mut sql = String::from("INSERT INTO usage_errors (app_id, day, code, count) VALUES ");
+        for row in 0..chunk.len() {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&row_placeholders(dialect, row, 4));
+        }
+        sql.push_str(
+            " ON CONFLICT (app_id, day, code) DO UPDATE SET count = usage_errors.count + excluded.count",
+        );
+        let mut query = sqlx::query(&sql);
+        for (app_id, day, code, n) in chunk {
+            query = query.bind(*app_id).bind(*day).bind(*code).bind(*n);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -250,11 +293,27 @@ impl Db {
         .bind(since_day)
         .fetch_all(&self.pool)
         .await?;
+        let mut codes: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT day, code, count FROM usage_errors WHERE app_id = $1 AND day >= $2",
+        )
+        .bind(app_id)
+        .bind(since_day)
+        .fetch_all(&self.pool)
+        .await?
+        {
+            codes
+                .entry(row.try_get("day")?)
+                .or_default()
+                .insert(row.try_get("code")?, row.try_get("count")?);
+        }
         Ok(rows
             .iter()
             .map(|r| {
+                let day: String = r.try_get("day")?;
                 Ok(DailyUsage {
-                    day: r.try_get("day")?,
+                    errors_by_code: codes.remove(&day).unwrap_or_default(),
+                    day,
                     invocations: r.try_get("invocations")?,
                     errors: r.try_get("errors")?,
                     fuel_used: r.try_get("fuel_used")?,
@@ -313,7 +372,7 @@ impl Db {
             .await?;
         let oldest_day = utc_day(before(retention.usage));
         let mut usage_days = 0;
-        for table in ["usage_daily", "email_daily"] {
+        for table in ["usage_daily", "usage_errors", "email_daily"] {
             usage_days += sqlx::query(&format!("DELETE FROM {table} WHERE day < $1"))
                 .bind(&oldest_day)
                 .execute(&self.pool)

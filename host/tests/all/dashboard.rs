@@ -476,6 +476,41 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
         server.admin(Method::GET, "/apps/shop", None).await["limits"]["fuel"],
         json!(5_000_000)
     );
+
+    // Usage counts failures by error code as records are written: what the records say.
+    for (name, source) in [("boom", r#"throw "boom""#), ("spin", "loop { }")] {
+        let (status, answer) = upload(&server, &cookie, &csrf, "shop", &format!("{name}.rhai"), source.into(), "").await;
+        assert_eq!(status, 200, "{answer}");
+        server.route("shop", "GET", &format!("/{name}"), name).await;
+    }
+    for name in ["boom", "boom", "spin"] {
+        let response = server.http.get(format!("{}/fn/shop/{name}", server.url)).send().await.unwrap();
+        assert!(!response.status().is_success());
+    }
+    let mut expected = std::collections::BTreeMap::<String, i64>::new();
+    let start = Instant::now();
+    let usage = loop {
+        let records = server.admin(Method::GET, "/apps/shop/invocations?limit=1000", None).await;
+        let records = records.as_array().unwrap();
+        if records.iter().filter(|r| r["status"] == "error").count() >= 3 {
+            expected.clear();
+            for r in records.iter().filter(|r| r["status"] == "error") {
+                *expected.entry(r["error_code"].as_str().unwrap().to_owned()).or_default() += 1;
+            }
+            break server.admin(Method::GET, "/apps/shop/usage?days=1", None).await;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "records never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(expected.values().sum::<i64>(), 3, "{expected:?}");
+    let by_code: std::collections::BTreeMap<String, i64> =
+        serde_json::from_value(usage[0]["errors_by_code"].clone()).unwrap();
+    assert_eq!(by_code, expected, "{usage}");
+    assert_eq!(usage[0]["errors"].as_i64().unwrap(), expected.values().sum::<i64>());
+    let (_, _, page) = get(&server, &cookie, "/dashboard/apps/shop/usage").await;
+    for code in expected.keys() {
+        assert!(page.contains(&format!("<code>{code}</code>")), "{code} on the usage page");
+    }
     server.stop().await;
 }
 

@@ -572,6 +572,7 @@ async fn a_record_of_a_deleted_app_loses_only_itself(backend: Backend) {
             fuel_used: 20,
             duration_us: 10,
             dropped_records: 0,
+            errors_by_code: [("function_failed".to_owned(), 1)].into(),
         }]
     );
 }
