@@ -148,7 +148,11 @@ impl Control {
     }
 
     /// Creates app `name` with `limits`.
-    pub async fn create_app(&self, name: &str, limits: &LimitOverrides) -> ControlResult<AppRecord> {
+    pub async fn create_app(
+        &self,
+        name: &str,
+        limits: &LimitOverrides,
+    ) -> ControlResult<AppRecord> {
         check_app_name(name)?;
         check_limits(limits)?;
         let app = self
@@ -328,12 +332,16 @@ impl Control {
                 "dispatch {dispatch:?} is not one of sync, async"
             )));
         }
-        let function = self.db.get_function(&app.id, &new.function).await?.ok_or_else(|| {
-            ControlError::NotFound(format!(
-                "app {:?} has no function called {:?}; deploy it first",
-                app.name, new.function
-            ))
-        })?;
+        let function = self
+            .db
+            .get_function(&app.id, &new.function)
+            .await?
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "app {:?} has no function called {:?}; deploy it first",
+                    app.name, new.function
+                ))
+            })?;
         if function.kind == KIND_RHAI_MODULE {
             return Err(ControlError::Invalid(format!(
                 "{:?} is a Rhai module: scripts import it, routes cannot call it",

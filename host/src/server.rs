@@ -703,7 +703,9 @@ async fn readyz(
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::start(&args).await?;
     let addr = server.local_addr()?;
-    println!("PiCloud listening on http://{addr}  (admin API at /api/v1, functions at /fn/{{app}}/…)");
+    println!(
+        "PiCloud listening on http://{addr}  (admin API at /api/v1, functions at /fn/{{app}}/…)"
+    );
     match server.dashboard_addr() {
         Some(dashboard) => println!("Dashboard at http://{dashboard}/dashboard/"),
         None => println!("Dashboard off (--dashboard-listen)"),

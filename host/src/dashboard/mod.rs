@@ -89,10 +89,9 @@ async fn js() -> Response {
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -158,7 +157,8 @@ fn session_keys(state: &AppState) -> Vec<[u8; 32]> {
 }
 
 fn mac(key: &[u8; 32], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
     for part in parts {
         mac.update(part);
         mac.update(b"\0");
@@ -255,15 +255,21 @@ impl axum::extract::OptionalFromRequestParts<AppState> for Viewer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(<Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
-            .await
-            .ok())
+        Ok(
+            <Self as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
     }
 }
 
 /// Checks that a state-changing request comes from this origin (the browser says so in
 /// `Origin`, or `Sec-Fetch-Site`) and carries this session's CSRF token.
-pub fn check_csrf(viewer: &Viewer, headers: &HeaderMap, presented: Option<&str>) -> Result<(), Problem> {
+pub fn check_csrf(
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    presented: Option<&str>,
+) -> Result<(), Problem> {
     check_same_origin(headers)?;
     let presented = presented
         .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()))
@@ -440,7 +446,11 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     if let Err(problem) = check_same_origin(&headers) {
         return problem.into_response();
     }
@@ -454,7 +464,11 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, Form(form): Fo
             && r.expires_at.is_none_or(|at| at > crate::storage::now_ms())
     });
     let Some(key) = session_key(&state) else {
-        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "the server has no master key").into_response();
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server has no master key",
+        )
+        .into_response();
     };
     if !valid {
         return login_form(
@@ -500,7 +514,9 @@ async fn logout(viewer: Viewer, headers: HeaderMap, Form(form): Form<CsrfForm>) 
     let mut response = Redirect::to("/dashboard/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("picloud_dash=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(
+            "picloud_dash=; Path=/dashboard; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
     );
     response
 }
@@ -520,7 +536,10 @@ mod tests {
         let other = [8u8; 32];
         let value = seal_session(&key, "abc", 1_000);
         assert_eq!(open_session(&[key], &value, 999).as_deref(), Some("abc"));
-        assert_eq!(open_session(&[other, key], &value, 999).as_deref(), Some("abc"));
+        assert_eq!(
+            open_session(&[other, key], &value, 999).as_deref(),
+            Some("abc")
+        );
         assert_eq!(open_session(&[key], &value, 1_000), None, "expired");
         assert_eq!(open_session(&[other], &value, 999), None, "another key");
         let forged = value.replace("abc", "abd");

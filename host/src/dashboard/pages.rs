@@ -36,7 +36,10 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard/apps/{app}/deploy", post(deploy))
         .route("/dashboard/apps/{app}/limits", post(set_limits))
         .route("/dashboard/apps/{app}/routes", post(add_route))
-        .route("/dashboard/apps/{app}/routes/{id}/delete", post(delete_route))
+        .route(
+            "/dashboard/apps/{app}/routes/{id}/delete",
+            post(delete_route),
+        )
         .route("/dashboard/apps/{app}/functions/{name}", get(function_page))
         .route(
             "/dashboard/apps/{app}/functions/{name}/rollback",
@@ -54,14 +57,20 @@ pub fn router() -> Router<AppState> {
             "/dashboard/apps/{app}/triggers/{name}/delete",
             post(delete_trigger),
         )
-        .route("/dashboard/apps/{app}/secrets", get(secrets).post(set_secret))
+        .route(
+            "/dashboard/apps/{app}/secrets",
+            get(secrets).post(set_secret),
+        )
         .route(
             "/dashboard/apps/{app}/secrets/{name}/delete",
             post(delete_secret),
         )
         .route("/dashboard/apps/{app}/files", get(files).post(upload_file))
         .route("/dashboard/apps/{app}/files/delete", post(delete_file))
-        .route("/dashboard/apps/{app}/files/raw/{*path}", get(download_file))
+        .route(
+            "/dashboard/apps/{app}/files/raw/{*path}",
+            get(download_file),
+        )
         .route("/dashboard/apps/{app}/users", get(users))
         .route("/dashboard/apps/{app}/users/{id}/delete", post(delete_user))
         .route("/dashboard/apps/{app}/dead-letters", get(dead_letters))
@@ -79,7 +88,12 @@ async fn app_for(
     name: &str,
     scope: Scope,
 ) -> Result<Arc<AppEntry>, Problem> {
-    let missing = || Problem::new(StatusCode::NOT_FOUND, format!("There is no app called {name:?}."));
+    let missing = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("There is no app called {name:?}."),
+        )
+    };
     let app = state.invoker.app(name).await?.ok_or_else(missing)?;
     if viewer
         .principal
@@ -129,7 +143,7 @@ fn count(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -149,7 +163,13 @@ async fn apps(State(state): State<AppState>, viewer: Viewer) -> PageResult {
     let all = state.db.list_apps().await?;
     let visible: Vec<_> = all
         .into_iter()
-        .filter(|a| viewer.principal.app_id.as_ref().is_none_or(|id| *id == a.id))
+        .filter(|a| {
+            viewer
+                .principal
+                .app_id
+                .as_ref()
+                .is_none_or(|id| *id == a.id)
+        })
         .collect();
     let body = html! {
         h1 { "Apps" }
@@ -402,7 +422,9 @@ async fn deploy(
             version: Some(version),
         })
         .into_response(),
-        Ok((name, _)) => Redirect::to(&format!("/dashboard/apps/{app}?deployed={name}")).into_response(),
+        Ok((name, _)) => {
+            Redirect::to(&format!("/dashboard/apps/{app}?deployed={name}")).into_response()
+        }
         Err(problem) if json => (
             problem.status,
             axum::Json(DeployAnswer {
@@ -463,14 +485,20 @@ async fn deploy_upload(
     }
     check_csrf(viewer, headers, csrf.as_deref())?;
     let app = app_for(state, viewer, app, Scope::Deploy).await?;
-    let (file_name, content) = file.ok_or_else(|| bad("Choose a .wasm or .rhai file to deploy.".into()))?;
+    let (file_name, content) =
+        file.ok_or_else(|| bad("Choose a .wasm or .rhai file to deploy.".into()))?;
     if content.is_empty() {
         return Err(bad(format!("{file_name:?} is empty.")));
     }
     let name = match name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
         Some(name) => name.to_owned(),
-        None => crate::cli::default_function_name(std::path::Path::new(&file_name))
-            .ok_or_else(|| bad(format!("Give the function a name ({file_name:?} has none to take).")))?,
+        None => crate::cli::default_function_name(std::path::Path::new(&file_name)).ok_or_else(
+            || {
+                bad(format!(
+                    "Give the function a name ({file_name:?} has none to take)."
+                ))
+            },
+        )?,
     };
     let kind = match kind.as_deref().filter(|k| !k.is_empty()) {
         Some(kind) => Some(kind.to_owned()),
@@ -680,7 +708,10 @@ async fn invocations(
         before: query.before.clone(),
         limit: Some(INVOCATIONS_PAGE),
     };
-    let records = state.db.list_invocations(&app.id, &app.name, &filter).await?;
+    let records = state
+        .db
+        .list_invocations(&app.id, &app.name, &filter)
+        .await?;
     let next = (records.len() == INVOCATIONS_PAGE as usize)
         .then(|| records.last().map(|r| r.id.clone()))
         .flatten();
@@ -771,7 +802,14 @@ async fn tail(
         .collect();
     let closing = state.invoker.realtime().closing();
     let stream = futures_util::stream::unfold(
-        (state, app, seen, closing, cookie, tokio::time::Instant::now()),
+        (
+            state,
+            app,
+            seen,
+            closing,
+            cookie,
+            tokio::time::Instant::now(),
+        ),
         |(state, app, mut seen, mut closing, cookie, mut checked)| async move {
             loop {
                 tokio::select! {
@@ -782,7 +820,10 @@ async fn tail(
                     let keys = super::session_keys(&state);
                     let hash = super::open_session(&keys, &cookie, super::now_secs())?;
                     let record = state.db.token_by_hash(&hash).await.ok().flatten()?;
-                    if record.expires_at.is_some_and(|at| at <= crate::storage::now_ms()) {
+                    if record
+                        .expires_at
+                        .is_some_and(|at| at <= crate::storage::now_ms())
+                    {
                         return None;
                     }
                     checked = tokio::time::Instant::now();
@@ -791,7 +832,8 @@ async fn tail(
                     limit: Some(100),
                     ..InvocationFilter::default()
                 };
-                let Ok(records) = state.db.list_invocations(&app.id, &app.name, &filter).await else {
+                let Ok(records) = state.db.list_invocations(&app.id, &app.name, &filter).await
+                else {
                     continue;
                 };
                 let mut fresh: Vec<_> = records
@@ -806,7 +848,11 @@ async fn tail(
                     .iter()
                     .filter_map(|r| {
                         seen.insert(r.id.clone());
-                        Event::default().event("invocation").json_data(r).ok().map(Ok)
+                        Event::default()
+                            .event("invocation")
+                            .json_data(r)
+                            .ok()
+                            .map(Ok)
                     })
                     .collect();
                 if seen.len() > 10_000 {
@@ -821,7 +867,8 @@ async fn tail(
         },
     );
     use futures_util::StreamExt;
-    let sse = Sse::new(stream.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
+    let sse =
+        Sse::new(stream.flatten()).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)));
     Ok(sse.into_response())
 }
 
@@ -915,7 +962,8 @@ fn chart(
     let slot = W / series.len().max(1) as f64;
     let scale = (H - TOP - BOTTOM) / max;
     let mut svg = format!(
-        r#"<svg viewBox="0 0 {W} {H}" role="img" aria-label="{what} per day" class="bars">"#
+        r#"<svg viewBox="0 0 {W} {H}" role="img" aria-label="{what} per day" class="bars"><text x="2" y="11" class="axis">{}</text><line x1="0" x2="{W}" y1="{TOP}" y2="{TOP}" class="grid"/>"#,
+        count(max as i64)
     );
     for (i, d) in series.iter().enumerate() {
         let v = value(d).max(0) as f64;
@@ -1009,19 +1057,26 @@ async fn delete_trigger(
     check_csrf(&viewer, &headers, form.csrf.as_deref())?;
     let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
     if !state.db.delete_trigger(&app.id, &name).await? {
-        return Err(Problem::new(StatusCode::NOT_FOUND, format!("There is no trigger {name:?}.")));
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("There is no trigger {name:?}."),
+        ));
     }
     back_to(format!("/dashboard/apps/{}/triggers", app.name))
 }
 
 // ---- secrets ----
 
-fn vault(state: &AppState, app: &AppEntry) -> Result<crate::services::secrets::Vault<crate::storage::Db>, Problem> {
-    let keys = state
-        .db
-        .secret_keys()
-        .cloned()
-        .ok_or_else(|| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "Secrets are not configured on this server."))?;
+fn vault(
+    state: &AppState,
+    app: &AppEntry,
+) -> Result<crate::services::secrets::Vault<crate::storage::Db>, Problem> {
+    let keys = state.db.secret_keys().cloned().ok_or_else(|| {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Secrets are not configured on this server.",
+        )
+    })?;
     Ok(crate::services::secrets::Vault::new(
         state.db.clone(),
         keys,
@@ -1117,7 +1172,10 @@ async fn delete_secret(
 ) -> PageResult {
     check_csrf(&viewer, &headers, form.csrf.as_deref())?;
     let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
-    vault(&state, &app)?.delete(&name).await.map_err(vault_problem)?;
+    vault(&state, &app)?
+        .delete(&name)
+        .await
+        .map_err(vault_problem)?;
     back_to(format!("/dashboard/apps/{}/secrets", app.name))
 }
 
@@ -1194,15 +1252,16 @@ async fn download_file(
     let app = app_for(&state, &viewer, &app, Scope::Read).await?;
     let path = crate::storage::files::normalize_path(&path)
         .map_err(|m| Problem::new(StatusCode::BAD_REQUEST, m))?;
-    let (stat, content) = state
-        .db
-        .files_get(&app.id, &path)
-        .await?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("There is no file {path:?}.")))?;
+    let (stat, content) = state.db.files_get(&app.id, &path).await?.ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, format!("There is no file {path:?}."))
+    })?;
     // Always a download, never rendered on the dashboard's origin.
     let mut response = content.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     let file_name: String = stat
         .path
         .rsplit('/')
@@ -1255,8 +1314,7 @@ async fn upload_file(
     }
     check_csrf(&viewer, &headers, csrf.as_deref())?;
     let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
-    let path = crate::storage::files::normalize_path(path.as_deref().unwrap_or(""))
-        .map_err(|m| bad(m))?;
+    let path = crate::storage::files::normalize_path(path.as_deref().unwrap_or("")).map_err(bad)?;
     let (content_type, content) = file.ok_or_else(|| bad("Choose a file to upload.".into()))?;
     let content_type = crate::services::files::content_type_of(&content_type).map_err(bad)?;
     state
@@ -1423,10 +1481,18 @@ async fn dead_letter_action(
             done
         }
         "resolve" => state.db.resolve_dead_letter(&app.id, id, now).await?,
-        _ => return Err(Problem::new(StatusCode::NOT_FOUND, "There is no such action.")),
+        _ => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "There is no such action.",
+            ));
+        }
     };
     if !done {
-        return Err(Problem::new(StatusCode::NOT_FOUND, format!("There is no dead letter {id}.")));
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("There is no dead letter {id}."),
+        ));
     }
     back_to(format!("/dashboard/apps/{}/dead-letters", app.name))
 }

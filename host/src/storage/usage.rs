@@ -294,13 +294,12 @@ impl Db {
         .fetch_all(&self.pool)
         .await?;
         let mut codes: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
-        for row in sqlx::query(
-            "SELECT day, code, count FROM usage_errors WHERE app_id = $1 AND day >= $2",
-        )
-        .bind(app_id)
-        .bind(since_day)
-        .fetch_all(&self.pool)
-        .await?
+        for row in
+            sqlx::query("SELECT day, code, count FROM usage_errors WHERE app_id = $1 AND day >= $2")
+                .bind(app_id)
+                .bind(since_day)
+                .fetch_all(&self.pool)
+                .await?
         {
             codes
                 .entry(row.try_get("day")?)

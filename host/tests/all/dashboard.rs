@@ -56,7 +56,10 @@ async fn get(server: &TestServer, cookie: &str, path: &str) -> (u16, String, Str
 
 /// The CSRF token in a page.
 fn csrf_in(page: &str) -> String {
-    let at = page.find(r#"name="_csrf" value=""#).expect("the page has a form") + 20;
+    let at = page
+        .find(r#"name="_csrf" value=""#)
+        .expect("the page has a form")
+        + 20;
     page[at..at + page[at..].find('"').unwrap()].to_owned()
 }
 
@@ -159,7 +162,11 @@ async fn the_dashboard_has_its_own_origin_and_signs_in_with_a_token(backend: Bac
         .unwrap();
     assert_eq!(deployed.status(), 201);
     server.route("shop", "GET", "/hi", "hi").await;
-    let on_api = http.get(format!("{}/fn/shop/hi", server.url)).send().await.unwrap();
+    let on_api = http
+        .get(format!("{}/fn/shop/hi", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(on_api.text().await.unwrap(), "hi");
     let (status, _, _) = get(&server, "", "/fn/shop/hi").await;
     assert_eq!(status, 404, "no function on the dashboard's origin");
@@ -202,7 +209,10 @@ async fn the_dashboard_has_its_own_origin_and_signs_in_with_a_token(backend: Bac
         .unwrap();
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let body = page.text().await.unwrap();
@@ -259,7 +269,10 @@ async fn every_form_needs_this_sessions_csrf_token_and_this_origin(backend: Back
     for (form, why) in [
         (vec![("name", "a1")], "no token"),
         (vec![("name", "a1"), ("_csrf", "forged")], "a forged token"),
-        (vec![("name", "a1"), ("_csrf", &other_csrf)], "another session's token"),
+        (
+            vec![("name", "a1"), ("_csrf", &other_csrf)],
+            "another session's token",
+        ),
     ] {
         let (status, _, body) = post_form(&server, &cookie, "/dashboard/apps", &form).await;
         assert_eq!(status, 403, "{why}");
@@ -295,13 +308,27 @@ async fn every_form_needs_this_sessions_csrf_token_and_this_origin(backend: Back
     assert!(!exists("a1").await);
 
     // Right token, this origin: created.
-    let (status, location, _) =
-        post_form(&server, &cookie, "/dashboard/apps", &[("name", "a1"), ("_csrf", &csrf)]).await;
+    let (status, location, _) = post_form(
+        &server,
+        &cookie,
+        "/dashboard/apps",
+        &[("name", "a1"), ("_csrf", &csrf)],
+    )
+    .await;
     assert_eq!((status, location.as_str()), (303, "/dashboard/apps/a1"));
     assert!(exists("a1").await);
 
     // An upload without the token loses nothing and deploys nothing.
-    let (status, answer) = upload(&server, &cookie, "forged", "a1", "f.rhai", b"1".to_vec(), "").await;
+    let (status, answer) = upload(
+        &server,
+        &cookie,
+        "forged",
+        "a1",
+        "f.rhai",
+        b"1".to_vec(),
+        "",
+    )
+    .await;
     assert_eq!(status, 403, "{answer}");
     assert_eq!(answer["ok"], false);
     let functions = server.admin(Method::GET, "/apps/a1/functions", None).await;
@@ -319,22 +346,44 @@ async fn a_session_can_do_what_its_token_can(backend: Backend) {
     server.create_app("other").await;
 
     // read: sees, cannot change.
-    let reader = sign_in(&server, &create_token(&server, "reader", "read", None).await).await;
+    let reader = sign_in(
+        &server,
+        &create_token(&server, "reader", "read", None).await,
+    )
+    .await;
     let (status, _, page) = get(&server, &reader, "/dashboard/").await;
     assert_eq!(status, 200);
     assert!(page.contains("/dashboard/apps/own") && page.contains("/dashboard/apps/other"));
     assert!(!page.contains("New app"), "no create form for a reader");
     let csrf = csrf_in(&page);
-    let (status, _, _) =
-        post_form(&server, &reader, "/dashboard/apps", &[("name", "nope"), ("_csrf", &csrf)]).await;
+    let (status, _, _) = post_form(
+        &server,
+        &reader,
+        "/dashboard/apps",
+        &[("name", "nope"), ("_csrf", &csrf)],
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, answer) = upload(&server, &reader, &csrf, "own", "f.rhai", br#""x""#.to_vec(), "f").await;
+    let (status, answer) = upload(
+        &server,
+        &reader,
+        &csrf,
+        "own",
+        "f.rhai",
+        br#""x""#.to_vec(),
+        "f",
+    )
+    .await;
     assert_eq!(status, 403, "{answer}");
     let (_, _, app_page) = get(&server, &reader, "/dashboard/apps/own").await;
     assert!(!app_page.contains("deploy-form"), "no upload for a reader");
 
     // deploy limited to `own`: the other app does not exist for it.
-    let deployer = sign_in(&server, &create_token(&server, "ci", "deploy", Some("own")).await).await;
+    let deployer = sign_in(
+        &server,
+        &create_token(&server, "ci", "deploy", Some("own")).await,
+    )
+    .await;
     let (_, _, page) = get(&server, &deployer, "/dashboard/").await;
     assert!(page.contains("/dashboard/apps/own") && !page.contains("/dashboard/apps/other"));
     let (status_other, _, body_other) = get(&server, &deployer, "/dashboard/apps/other").await;
@@ -345,18 +394,53 @@ async fn a_session_can_do_what_its_token_can(backend: Backend) {
         body_missing.replace("ghost", "NAME"),
         "another app looks exactly like a missing one"
     );
-    for path in ["/invocations", "/usage", "/secrets", "/files", "/users", "/dead-letters", "/triggers"] {
+    for path in [
+        "/invocations",
+        "/usage",
+        "/secrets",
+        "/files",
+        "/users",
+        "/dead-letters",
+        "/triggers",
+    ] {
         let (status, _, _) = get(&server, &deployer, &format!("/dashboard/apps/other{path}")).await;
         assert_eq!(status, 404, "{path}");
     }
     let csrf = csrf_in(&page);
-    let (status, answer) = upload(&server, &deployer, &csrf, "other", "f.rhai", br#""x""#.to_vec(), "f").await;
+    let (status, answer) = upload(
+        &server,
+        &deployer,
+        &csrf,
+        "other",
+        "f.rhai",
+        br#""x""#.to_vec(),
+        "f",
+    )
+    .await;
     assert_eq!(status, 404, "{answer}");
-    let (status, answer) = upload(&server, &deployer, &csrf, "own", "f.rhai", br#""x""#.to_vec(), "f").await;
-    assert_eq!((status, answer["ok"].clone()), (200, json!(true)), "{answer}");
+    let (status, answer) = upload(
+        &server,
+        &deployer,
+        &csrf,
+        "own",
+        "f.rhai",
+        br#""x""#.to_vec(),
+        "f",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["ok"].clone()),
+        (200, json!(true)),
+        "{answer}"
+    );
     // …but may not delete the app or set its limits (admin).
-    let (status, _, _) =
-        post_form(&server, &deployer, "/dashboard/apps/own/delete", &[("_csrf", &csrf)]).await;
+    let (status, _, _) = post_form(
+        &server,
+        &deployer,
+        "/dashboard/apps/own/delete",
+        &[("_csrf", &csrf)],
+    )
+    .await;
     assert_eq!(status, 403);
     let (status, _, _) = post_form(
         &server,
@@ -366,7 +450,10 @@ async fn a_session_can_do_what_its_token_can(backend: Backend) {
     )
     .await;
     assert_eq!(status, 403);
-    assert_eq!(server.admin(Method::GET, "/apps/own", None).await["limits"]["fuel"], Value::Null);
+    assert_eq!(
+        server.admin(Method::GET, "/apps/own", None).await["limits"]["fuel"],
+        Value::Null
+    );
     server.stop().await;
 }
 
@@ -383,11 +470,25 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
 
     // A script that does not compile: the error names its line; nothing is deployed.
     let broken = "let a = 1;\nlet b = ;\n";
-    let (status, answer) = upload(&server, &cookie, &csrf, "shop", "broken.rhai", broken.into(), "").await;
+    let (status, answer) = upload(
+        &server,
+        &cookie,
+        &csrf,
+        "shop",
+        "broken.rhai",
+        broken.into(),
+        "",
+    )
+    .await;
     assert_eq!(status, 400, "{answer}");
     let message = answer["message"].as_str().unwrap();
     assert!(message.contains("line 2"), "{message}");
-    assert_eq!(server.admin(Method::GET, "/apps/shop/functions", None).await, json!([]));
+    assert_eq!(
+        server
+            .admin(Method::GET, "/apps/shop/functions", None)
+            .await,
+        json!([])
+    );
 
     // Bad names and empty files are refused in words.
     for (file_name, content, name, expected) in [
@@ -395,22 +496,58 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
         ("x.rhai", &b""[..], "", "empty"),
         ("<script>.wasm", &b"\0asm"[..], "", "function name"),
     ] {
-        let (status, answer) = upload(&server, &cookie, &csrf, "shop", file_name, content.to_vec(), name).await;
+        let (status, answer) = upload(
+            &server,
+            &cookie,
+            &csrf,
+            "shop",
+            file_name,
+            content.to_vec(),
+            name,
+        )
+        .await;
         assert_eq!(status, 400, "{file_name}: {answer}");
-        assert!(answer["message"].as_str().unwrap().contains(expected), "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(expected),
+            "{answer}"
+        );
     }
 
     // v1 then v2 (the name comes from the file name), bound to a route.
     let v1 = "log::info(\"<script>alert(1)</script>\"); \"v1\"";
-    let (status, answer) = upload(&server, &cookie, &csrf, "shop", "greet.rhai", v1.into(), "").await;
-    assert_eq!((status, answer["version"].clone()), (200, json!(1)), "{answer}");
-    let (status, answer) = upload(&server, &cookie, &csrf, "shop", "greet.rhai", br#""v2""#.to_vec(), "").await;
-    assert_eq!((status, answer["version"].clone()), (200, json!(2)), "{answer}");
+    let (status, answer) =
+        upload(&server, &cookie, &csrf, "shop", "greet.rhai", v1.into(), "").await;
+    assert_eq!(
+        (status, answer["version"].clone()),
+        (200, json!(1)),
+        "{answer}"
+    );
+    let (status, answer) = upload(
+        &server,
+        &cookie,
+        &csrf,
+        "shop",
+        "greet.rhai",
+        br#""v2""#.to_vec(),
+        "",
+    )
+    .await;
+    assert_eq!(
+        (status, answer["version"].clone()),
+        (200, json!(2)),
+        "{answer}"
+    );
     let (status, location, _) = post_form(
         &server,
         &cookie,
         "/dashboard/apps/shop/routes",
-        &[("_csrf", &csrf), ("method", "GET"), ("path", "/greet"), ("function", "greet"), ("dispatch", "sync")],
+        &[
+            ("_csrf", &csrf),
+            ("method", "GET"),
+            ("path", "/greet"),
+            ("function", "greet"),
+            ("dispatch", "sync"),
+        ],
     )
     .await;
     assert_eq!((status, location.as_str()), (303, "/dashboard/apps/shop"));
@@ -429,7 +566,10 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
 
     // The function page lists both; rolling back to v1 answers v1 at once.
     let (_, _, page) = get(&server, &cookie, "/dashboard/apps/shop/functions/greet").await;
-    assert!(page.contains("Roll back to v1") && page.contains("active"), "{page}");
+    assert!(
+        page.contains("Roll back to v1") && page.contains("active"),
+        "{page}"
+    );
     let (status, _, _) = post_form(
         &server,
         &cookie,
@@ -450,7 +590,10 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
             assert!(!page.contains("<script>alert(1)"));
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "the log line never showed: {page}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the log line never showed: {page}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -468,7 +611,13 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
         &server,
         &cookie,
         "/dashboard/apps/shop/limits",
-        &[("_csrf", &csrf), ("fuel", "5000000"), ("timeout_ms", ""), ("memory_bytes", ""), ("daily_fuel", "")],
+        &[
+            ("_csrf", &csrf),
+            ("fuel", "5000000"),
+            ("timeout_ms", ""),
+            ("memory_bytes", ""),
+            ("daily_fuel", ""),
+        ],
     )
     .await;
     assert_eq!(status, 303);
@@ -479,37 +628,66 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
 
     // Usage counts failures by error code as records are written: what the records say.
     for (name, source) in [("boom", r#"throw "boom""#), ("spin", "loop { }")] {
-        let (status, answer) = upload(&server, &cookie, &csrf, "shop", &format!("{name}.rhai"), source.into(), "").await;
+        let (status, answer) = upload(
+            &server,
+            &cookie,
+            &csrf,
+            "shop",
+            &format!("{name}.rhai"),
+            source.into(),
+            "",
+        )
+        .await;
         assert_eq!(status, 200, "{answer}");
         server.route("shop", "GET", &format!("/{name}"), name).await;
     }
     for name in ["boom", "boom", "spin"] {
-        let response = server.http.get(format!("{}/fn/shop/{name}", server.url)).send().await.unwrap();
+        let response = server
+            .http
+            .get(format!("{}/fn/shop/{name}", server.url))
+            .send()
+            .await
+            .unwrap();
         assert!(!response.status().is_success());
     }
     let mut expected = std::collections::BTreeMap::<String, i64>::new();
     let start = Instant::now();
     let usage = loop {
-        let records = server.admin(Method::GET, "/apps/shop/invocations?limit=1000", None).await;
+        let records = server
+            .admin(Method::GET, "/apps/shop/invocations?limit=1000", None)
+            .await;
         let records = records.as_array().unwrap();
         if records.iter().filter(|r| r["status"] == "error").count() >= 3 {
             expected.clear();
             for r in records.iter().filter(|r| r["status"] == "error") {
-                *expected.entry(r["error_code"].as_str().unwrap().to_owned()).or_default() += 1;
+                *expected
+                    .entry(r["error_code"].as_str().unwrap().to_owned())
+                    .or_default() += 1;
             }
-            break server.admin(Method::GET, "/apps/shop/usage?days=1", None).await;
+            break server
+                .admin(Method::GET, "/apps/shop/usage?days=1", None)
+                .await;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "records never arrived");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "records never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(expected.values().sum::<i64>(), 3, "{expected:?}");
     let by_code: std::collections::BTreeMap<String, i64> =
         serde_json::from_value(usage[0]["errors_by_code"].clone()).unwrap();
     assert_eq!(by_code, expected, "{usage}");
-    assert_eq!(usage[0]["errors"].as_i64().unwrap(), expected.values().sum::<i64>());
+    assert_eq!(
+        usage[0]["errors"].as_i64().unwrap(),
+        expected.values().sum::<i64>()
+    );
     let (_, _, page) = get(&server, &cookie, "/dashboard/apps/shop/usage").await;
     for code in expected.keys() {
-        assert!(page.contains(&format!("<code>{code}</code>")), "{code} on the usage page");
+        assert!(
+            page.contains(&format!("<code>{code}</code>")),
+            "{code} on the usage page"
+        );
     }
     server.stop().await;
 }
@@ -545,7 +723,9 @@ async fn start_driver() -> Option<(Driver, std::path::PathBuf)> {
             std::env::var_os("CI").is_none(),
             "CI must have chromium and chromedriver (apt-get install chromium chromium-driver)"
         );
-        eprintln!("SKIPPED: the dashboard browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "SKIPPED: the dashboard browser test needs chromium and chromedriver (apt-get install chromium chromium-driver)"
+        );
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -562,7 +742,10 @@ async fn start_driver() -> Option<(Driver, std::path::PathBuf)> {
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while reqwest::get(format!("{url}/status")).await.is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "chromedriver did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Some((Driver { child, url }, browser))
@@ -604,7 +787,10 @@ where
             return found;
         }
         // Generous: the first Rhai deploy compiles the shim (slow in a debug build).
-        assert!(start.elapsed() < Duration::from_secs(180), "waited in vain for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "waited in vain for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -626,29 +812,49 @@ async fn the_dashboard_works_in_chromium() {
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"],
         }),
     );
-    let browser = fantoccini::ClientBuilder::new(
-        hyper_util::client::legacy::connect::HttpConnector::new(),
-    )
-    .capabilities(capabilities)
-    .connect(&driver.url)
-    .await
-    .expect("a Chromium session");
+    let browser =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session");
     let shots = screenshot_dir();
     let mut weights = Vec::new();
     let mut record = async |browser: &fantoccini::Client, name: &str| {
         let png = browser.screenshot().await.unwrap();
         std::fs::write(shots.join(format!("{name}.png")), png).unwrap();
         let (bytes, paint) = measure(browser).await;
-        eprintln!("dashboard page {name}: {bytes} bytes transferred, first contentful paint {paint:.0} ms");
+        eprintln!(
+            "dashboard page {name}: {bytes} bytes transferred, first contentful paint {paint:.0} ms"
+        );
         weights.push((name.to_owned(), bytes, paint));
     };
 
     // Sign in.
     browser.goto(&format!("{origin}/dashboard/")).await.unwrap();
-    assert!(browser.current_url().await.unwrap().as_str().ends_with("/dashboard/login"));
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/dashboard/login")
+    );
     record(&browser, "01-sign-in").await;
-    browser.find(Css("#token")).await.unwrap().send_keys(TOKEN).await.unwrap();
-    browser.find(Css("section.login button")).await.unwrap().click().await.unwrap();
+    browser
+        .find(Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    browser
+        .find(Css("section.login button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     if browser.wait().for_element(Css("#app-name")).await.is_err() {
         panic!(
             "no apps page after signing in: at {} showing {}",
@@ -659,10 +865,29 @@ async fn the_dashboard_works_in_chromium() {
     record(&browser, "02-apps-empty").await;
 
     // Create an app.
-    browser.find(Css("#app-name")).await.unwrap().send_keys("shop").await.unwrap();
-    browser.find(Css("section.card button")).await.unwrap().click().await.unwrap();
+    browser
+        .find(Css("#app-name"))
+        .await
+        .unwrap()
+        .send_keys("shop")
+        .await
+        .unwrap();
+    browser
+        .find(Css("section.card button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     browser.wait().for_element(Css("#dropzone")).await.unwrap();
-    assert!(browser.current_url().await.unwrap().as_str().ends_with("/dashboard/apps/shop"));
+    assert!(
+        browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .ends_with("/dashboard/apps/shop")
+    );
 
     // Deploy a component with the file picker.
     let hello = std::fs::canonicalize(picloud_example_artifacts::HELLO).unwrap();
@@ -673,8 +898,20 @@ async fn the_dashboard_works_in_chromium() {
         .send_keys(hello.to_str().unwrap())
         .await
         .unwrap();
-    browser.find(Css("#fn-name")).await.unwrap().send_keys("hello").await.unwrap();
-    browser.find(Css("#deploy-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser
+        .find(Css("#fn-name"))
+        .await
+        .unwrap()
+        .send_keys("hello")
+        .await
+        .unwrap();
+    browser
+        .find(Css("#deploy-form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_for("the component's deploy", async || {
         let url = browser.current_url().await.ok()?;
         url.as_str().contains("deployed=hello").then_some(())
@@ -688,12 +925,15 @@ async fn the_dashboard_works_in_chromium() {
         document.getElementById('dropzone').dispatchEvent(
             new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));";
     browser
-        .execute(drop_file, vec![json!("greet.rhai"), json!("let x = 1;\nlet y = ;\n")])
+        .execute(
+            drop_file,
+            vec![json!("greet.rhai"), json!("let x = 1;\nlet y = ;\n")],
+        )
         .await
         .unwrap();
     let error = wait_for("the compile error", async || {
         let status = browser.find(Css("#deploy-status.error")).await.ok()?;
-        Some(status.text().await.ok()?)
+        status.text().await.ok()
     })
     .await;
     assert!(error.contains("line 2"), "{error}");
@@ -712,9 +952,18 @@ async fn the_dashboard_works_in_chromium() {
     record(&browser, "04-functions").await;
 
     // The live tail shows a call as it happens.
-    browser.goto(&format!("{origin}/dashboard/apps/shop/invocations")).await.unwrap();
+    browser
+        .goto(&format!("{origin}/dashboard/apps/shop/invocations"))
+        .await
+        .unwrap();
     wait_for("the tail to connect", async || {
-        let state = browser.find(Css("#tail-state")).await.ok()?.text().await.ok()?;
+        let state = browser
+            .find(Css("#tail-state"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         (state == "live").then_some(())
     })
     .await;
@@ -730,7 +979,7 @@ async fn the_dashboard_works_in_chromium() {
     assert_eq!(answer, "Hello, tail!");
     let row = wait_for("the invocation in the tail", async || {
         let row = browser.find(Css("#tail-rows tr")).await.ok()?;
-        Some(row.text().await.ok()?)
+        row.text().await.ok()
     })
     .await;
     assert!(row.contains("hello") && row.contains("ok"), "{row}");
@@ -738,7 +987,10 @@ async fn the_dashboard_works_in_chromium() {
 
     // Roll back: deploy v2 through the API, then click "Roll back to v1".
     server
-        .api(Method::POST, "/apps/shop/functions/greet/versions?kind=rhai")
+        .api(
+            Method::POST,
+            "/apps/shop/functions/greet/versions?kind=rhai",
+        )
         .body("\"v2\"")
         .send()
         .await
@@ -755,7 +1007,10 @@ async fn the_dashboard_works_in_chromium() {
             .unwrap()
     };
     assert_eq!(greet().await, "v2");
-    browser.goto(&format!("{origin}/dashboard/apps/shop/functions/greet")).await.unwrap();
+    browser
+        .goto(&format!("{origin}/dashboard/apps/shop/functions/greet"))
+        .await
+        .unwrap();
     record(&browser, "06-deployments").await;
     browser
         .find(Css("#versions form button"))
@@ -765,18 +1020,36 @@ async fn the_dashboard_works_in_chromium() {
         .await
         .unwrap();
     wait_for("the rollback", async || {
-        let active = browser.find(Css("#active-version")).await.ok()?.text().await.ok()?;
+        let active = browser
+            .find(Css("#active-version"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         (active == "v1").then_some(())
     })
     .await;
     assert_eq!(greet().await, "v1");
 
     // The usage chart has a bar per day.
-    browser.goto(&format!("{origin}/dashboard/apps/shop/usage")).await.unwrap();
+    browser
+        .goto(&format!("{origin}/dashboard/apps/shop/usage"))
+        .await
+        .unwrap();
     let bars = browser.find_all(Css("#fuel-chart rect.bar")).await.unwrap();
     assert_eq!(bars.len(), 14);
-    let today = browser.find(Css("#usage-table tbody tr")).await.unwrap().text().await.unwrap();
-    assert!(!today.contains(" 0 0 0"), "today's usage counts the calls: {today}");
+    let today = browser
+        .find(Css("#usage-table tbody tr"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !today.contains(" 0 0 0"),
+        "today's usage counts the calls: {today}"
+    );
     record(&browser, "07-usage").await;
 
     // The other pages render (screenshots for the record).
@@ -788,13 +1061,19 @@ async fn the_dashboard_works_in_chromium() {
         ("12-users", "/users"),
         ("13-dead-letters", "/dead-letters"),
     ] {
-        browser.goto(&format!("{origin}/dashboard/apps/shop{path}")).await.unwrap();
+        browser
+            .goto(&format!("{origin}/dashboard/apps/shop{path}"))
+            .await
+            .unwrap();
         browser.wait().for_element(Css("main h1")).await.unwrap();
         record(&browser, name).await;
     }
 
     // CSRF: a form whose token was taken out is refused, and nothing changes.
-    browser.goto(&format!("{origin}/dashboard/apps/shop/secrets")).await.unwrap();
+    browser
+        .goto(&format!("{origin}/dashboard/apps/shop/secrets"))
+        .await
+        .unwrap();
     browser
         .execute(
             "const form = document.querySelector('form.row');

@@ -119,7 +119,9 @@ impl TestServer {
     pub async fn start(data_dir: &Path, database_url: Option<String>) -> Self {
         Self::start_with(ServeArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
-            dashboard_listen: picloud::server::DashboardListen(Some("127.0.0.1:0".parse().unwrap())),
+            dashboard_listen: picloud::server::DashboardListen(Some(
+                "127.0.0.1:0".parse().unwrap(),
+            )),
             database_url,
             admin_token: Some(TOKEN.into()),
             ..ServeArgs::with_data_dir(data_dir.to_owned())
