@@ -66,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard/assets/dashboard.js", get(js))
         .merge(pages::router())
         .fallback(not_found)
+        // Uploads (deploys, files) up to the largest artifact; a request without a
+        // session is refused before its body is read.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::control::MAX_ARTIFACT_BYTES + (1 << 20),
+        ))
         .with_state(state)
         .layer(axum::middleware::map_response(
             |mut response: Response| async move {

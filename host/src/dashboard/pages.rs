@@ -115,6 +115,20 @@ fn back_to(path: String) -> PageResult {
     Ok(Redirect::to(&path).into_response())
 }
 
+/// `path` for a URL, each segment percent-encoded (`/` kept).
+fn url_path(path: &str) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    path.split('/')
+        .map(|segment| utf8_percent_encode(segment, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn when(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
@@ -1213,7 +1227,7 @@ async fn files(
                 tbody {
                     @for f in list {
                         tr {
-                            td { a href={ "/dashboard/apps/" (app.name) "/files/raw/" (f.path) } download { (f.path) } }
+                            td { a href={ "/dashboard/apps/" (app.name) "/files/raw/" (url_path(&f.path)) } download { (f.path) } }
                             td.num { (bytes(f.size)) }
                             td { (f.content_type) }
                             td { (when(f.modified)) }

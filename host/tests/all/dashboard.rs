@@ -626,6 +626,68 @@ async fn deploys_show_compile_errors_and_roll_back(backend: Backend) {
         json!(5_000_000)
     );
 
+    // A component bigger than a form's usual limit deploys (a 3 MiB custom section).
+    let mut big = std::fs::read(picloud_example_artifacts::HELLO).unwrap();
+    let payload = vec![b'x'; 3 << 20];
+    let name = b"padding";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    big.push(0);
+    let mut size = section.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        if size == 0 {
+            big.push(byte);
+            break;
+        }
+        big.push(byte | 0x80);
+    }
+    big.extend_from_slice(&section);
+    let (status, answer) = upload(&server, &cookie, &csrf, "shop", "big.wasm", big, "").await;
+    assert_eq!(
+        (status, answer["ok"].clone()),
+        (200, json!(true)),
+        "{answer}"
+    );
+
+    // Files: a path that needs escaping in a URL is listed and downloads as an
+    // attachment, never rendered on the dashboard's origin.
+    let path = "docs/a b#1?.html";
+    let put = server
+        .api(Method::PUT, "/apps/shop/files/docs/a%20b%231%3F.html")
+        .header("content-type", "text/html")
+        .body("<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let (_, _, page) = get(&server, &cookie, "/dashboard/apps/shop/files").await;
+    let link = "/dashboard/apps/shop/files/raw/docs/a%20b%231%3F.html";
+    assert!(
+        page.contains(link) && page.contains("docs/a b#1?.html"),
+        "{path}: {page}"
+    );
+    let download = client()
+        .get(format!("{}{link}", dashboard(&server)))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(
+        download.headers()["content-type"],
+        "application/octet-stream"
+    );
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(download.text().await.unwrap(), "<script>alert(1)</script>");
+
     // Usage counts failures by error code as records are written: what the records say.
     for (name, source) in [("boom", r#"throw "boom""#), ("spin", "loop { }")] {
         let (status, answer) = upload(
