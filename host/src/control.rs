@@ -332,22 +332,7 @@ impl Control {
                 "dispatch {dispatch:?} is not one of sync, async"
             )));
         }
-        let function = self
-            .db
-            .get_function(&app.id, &new.function)
-            .await?
-            .ok_or_else(|| {
-                ControlError::NotFound(format!(
-                    "app {:?} has no function called {:?}; deploy it first",
-                    app.name, new.function
-                ))
-            })?;
-        if function.kind == KIND_RHAI_MODULE {
-            return Err(ControlError::Invalid(format!(
-                "{:?} is a Rhai module: scripts import it, routes cannot call it",
-                function.name
-            )));
-        }
+        let function = self.callable(app, &new.function, "routes").await?;
         let mut table = RouteTable::build(&self.db.list_routes(&app.id).await?);
         table
             .insert_with(
@@ -379,6 +364,29 @@ impl Control {
             app: app.name.clone(),
         });
         Ok(route)
+    }
+
+    /// Function `name` of `app` for a route or trigger (`what`) to call: it must exist
+    /// and not be a Rhai module.
+    pub async fn callable(
+        &self,
+        app: &AppEntry,
+        name: &str,
+        what: &str,
+    ) -> ControlResult<FunctionRecord> {
+        let function = self.db.get_function(&app.id, name).await?.ok_or_else(|| {
+            ControlError::NotFound(format!(
+                "app {:?} has no function called {name:?}; deploy it first",
+                app.name
+            ))
+        })?;
+        if function.kind == KIND_RHAI_MODULE {
+            return Err(ControlError::Invalid(format!(
+                "{:?} is a Rhai module: scripts import it, {what} cannot call it",
+                function.name
+            )));
+        }
+        Ok(function)
     }
 
     /// Deletes route `id` of `app`.

@@ -8,7 +8,6 @@ use super::existing_app;
 use crate::error::{ApiError, ApiResult};
 use crate::events::{DEFAULT_BACKOFF_MS, DEFAULT_MAX_ATTEMPTS, MAX_ATTEMPTS, MAX_BACKOFF_MS, cron};
 use crate::server::AppState;
-use crate::services::script::KIND_RHAI_MODULE;
 use crate::storage::triggers::{DeliveryView, Execution, TriggerRecord};
 use crate::storage::{StorageError, now_ms};
 use axum::extract::{Path, Query, State};
@@ -215,22 +214,11 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<TriggerRecord>)> {
     let app = existing_app(&state, &app).await?;
     let trigger = checked(new, state.invoker.clock().now_ms())?;
-    let function = state
-        .db
-        .get_function(&app.id, &trigger.function)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "app {:?} has no function called {:?}; deploy it first",
-                app.name, trigger.function
-            ))
-        })?;
-    if function.kind == KIND_RHAI_MODULE {
-        return Err(ApiError::bad_request(format!(
-            "{:?} is a Rhai module: scripts import it, triggers cannot call it",
-            function.name
-        )));
-    }
+    // The function must exist and be callable (not a Rhai module).
+    state
+        .control
+        .callable(&app, &trigger.function, "triggers")
+        .await?;
     if state.db.list_triggers(&app.id).await?.len() >= MAX_TRIGGERS_PER_APP {
         return Err(ApiError::conflict(format!(
             "app {:?} has {MAX_TRIGGERS_PER_APP} triggers, the most it may have",

@@ -121,33 +121,16 @@ fn change() -> String {
     "change".to_owned()
 }
 
-/// The server's rule for app names (a-z 0-9 '-'), checked before a name goes into a URL.
+/// The server's rule for app names ([`crate::control::check_app_name`]), checked before
+/// a name goes into a URL.
 pub(super) fn check_app_name(name: &str) -> anyhow::Result<()> {
-    let b = name.as_bytes();
-    let valid = (1..=63).contains(&b.len())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-';
-    if !valid {
-        bail!("app name {name:?} must be 1-63 of a-z 0-9 '-', not starting or ending with '-'");
-    }
-    Ok(())
+    crate::control::check_app_name(name).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// The server's rule for function names, checked before a name goes into a URL.
+/// The server's rule for function names ([`crate::control::check_function_name`]),
+/// checked before a name goes into a URL.
 pub(super) fn check_function_name(name: &str) -> anyhow::Result<()> {
-    let b = name.as_bytes();
-    let valid = (1..=64).contains(&b.len())
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'));
-    if !valid {
-        bail!(
-            "function name {name:?} must be 1-64 of A-Z a-z 0-9 '-' '_', starting with a letter or digit"
-        );
-    }
-    Ok(())
+    crate::control::check_function_name(name).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// A function of the manifest, checked: what to upload and bind.

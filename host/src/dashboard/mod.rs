@@ -75,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(
             |mut response: Response| async move {
                 for (name, value) in SECURITY_HEADERS {
+                    // Assets say how long they may be cached; everything else is no-store.
+                    if name == header::CACHE_CONTROL && response.headers().contains_key(&name) {
+                        continue;
+                    }
                     response
                         .headers_mut()
                         .insert(name, HeaderValue::from_static(value));
@@ -94,10 +98,24 @@ async fn js() -> Response {
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Pages link them as `…?v=<hash of both>`: a new build gets new URLs.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000, immutable"),
+    );
     response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    response
+}
+
+/// The assets' version in their URLs: the first 12 hex digits of the sha256 of both.
+fn asset_version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        use sha2::Digest;
+        let digest = Sha256::new().chain_update(CSS).chain_update(JS).finalize();
+        hex::encode(digest)[..12].to_owned()
+    })
 }
 
 async fn not_found(viewer: Option<Viewer>) -> Response {
@@ -386,8 +404,8 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, app: Option<&str>, body: Mar
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · PiCloud" }
-                link rel="stylesheet" href="/dashboard/assets/dashboard.css";
-                script src="/dashboard/assets/dashboard.js" defer {}
+                link rel="stylesheet" href={ "/dashboard/assets/dashboard.css?v=" (asset_version()) };
+                script src={ "/dashboard/assets/dashboard.js?v=" (asset_version()) } defer {}
             }
             body {
                 header.top {

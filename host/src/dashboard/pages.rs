@@ -107,6 +107,20 @@ async fn app_for(
     Ok(app)
 }
 
+/// For a form that changes app `name`: this session's CSRF token from this origin, then
+/// the app as the viewer may change it with `scope`.
+async fn changing(
+    state: &AppState,
+    viewer: &Viewer,
+    headers: &HeaderMap,
+    csrf: Option<&str>,
+    name: &str,
+    scope: Scope,
+) -> Result<Arc<AppEntry>, Problem> {
+    check_csrf(viewer, headers, csrf)?;
+    app_for(state, viewer, name, scope).await
+}
+
 fn page(title: &str, viewer: &Viewer, app: Option<&str>, body: Markup) -> PageResult {
     Ok(layout(title, Some(viewer), app, body).into_response())
 }
@@ -258,8 +272,15 @@ async fn delete_app(
     Path(app): Path<String>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Admin).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Admin,
+    )
+    .await?;
     viewer.require(Scope::Admin, None)?;
     state.control.delete_app(&app.name).await?;
     back_to("/dashboard/".into())
@@ -291,7 +312,8 @@ async fn app_page(
     let name = &app.name;
     let body = html! {
         h1 { "Functions" }
-        @if let Some(deployed) = &query.deployed {
+        // Only a function name: the query string is anyone's to write.
+        @if let Some(deployed) = query.deployed.as_deref().filter(|n| crate::control::check_function_name(n).is_ok()) {
             p.notice role="status" { "Deployed " (deployed) "." }
         }
         @if functions.is_empty() {
@@ -555,8 +577,15 @@ async fn set_limits(
     Path(app): Path<String>,
     Form(form): Form<LimitsForm>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Admin).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Admin,
+    )
+    .await?;
     viewer.require(Scope::Admin, None)?;
     let limits = LimitOverrides {
         fuel: optional_number("Fuel", form.fuel.as_deref())?,
@@ -585,8 +614,15 @@ async fn add_route(
     Path(app): Path<String>,
     Form(form): Form<RouteForm>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     let new = NewRoute {
         method: form.method,
         path: form.path.trim().to_owned(),
@@ -604,8 +640,15 @@ async fn delete_route(
     Path((app, id)): Path<(String, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     state.control.delete_route(&app, &id).await?;
     back_to(format!("/dashboard/apps/{}", app.name))
 }
@@ -678,8 +721,15 @@ async fn rollback(
     Path((app, name)): Path<(String, String)>,
     Form(form): Form<RollbackForm>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     state.control.rollback(&app, &name, form.version).await?;
     back_to(format!("/dashboard/apps/{}/functions/{name}", app.name))
 }
@@ -691,8 +741,15 @@ async fn delete_function(
     Path((app, name)): Path<(String, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     state.control.delete_function(&app, &name).await?;
     back_to(format!("/dashboard/apps/{}", app.name))
 }
@@ -1068,8 +1125,15 @@ async fn delete_trigger(
     Path((app, name)): Path<(String, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     if !state.db.delete_trigger(&app.id, &name).await? {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -1168,8 +1232,15 @@ async fn set_secret(
     Path(app): Path<String>,
     Form(form): Form<SecretForm>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     vault(&state, &app)?
         .set(form.name.trim(), &form.value)
         .await
@@ -1184,8 +1255,15 @@ async fn delete_secret(
     Path((app, name)): Path<(String, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     vault(&state, &app)?
         .delete(&name)
         .await
@@ -1356,8 +1434,15 @@ async fn delete_file(
     Path(app): Path<String>,
     Form(form): Form<PathForm>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     let path = crate::storage::files::normalize_path(&form.path)
         .map_err(|m| Problem::new(StatusCode::BAD_REQUEST, m))?;
     state.db.files_delete(&app.id, &path).await?;
@@ -1423,8 +1508,15 @@ async fn delete_user(
     Path((app, id)): Path<(String, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     let users = crate::services::users::Users::new(state.db.clone(), app.id.as_str().into(), None);
     users
         .delete(&id)
@@ -1485,8 +1577,15 @@ async fn dead_letter_action(
     Path((app, id, action)): Path<(String, i64, String)>,
     Form(form): Form<Csrf>,
 ) -> PageResult {
-    check_csrf(&viewer, &headers, form.csrf.as_deref())?;
-    let app = app_for(&state, &viewer, &app, Scope::Deploy).await?;
+    let app = changing(
+        &state,
+        &viewer,
+        &headers,
+        form.csrf.as_deref(),
+        &app,
+        Scope::Deploy,
+    )
+    .await?;
     let now = crate::storage::now_ms();
     let done = match action.as_str() {
         "replay" => {

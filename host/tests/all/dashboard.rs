@@ -215,7 +215,28 @@ async fn the_dashboard_has_its_own_origin_and_signs_in_with_a_token(backend: Bac
     );
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["cache-control"], "no-store");
     let body = page.text().await.unwrap();
+    // The script and stylesheet have versioned URLs and may be cached; pages may not.
+    for kind in ["css", "js"] {
+        let at = body
+            .find(&format!("/dashboard/assets/dashboard.{kind}?v="))
+            .unwrap();
+        let url = &body[at..at + body[at..].find('"').unwrap()];
+        let asset = http
+            .get(format!("{}{url}", dashboard(&server)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asset.status(), 200, "{url}");
+        assert!(
+            asset.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        assert!(asset.headers().contains_key("content-security-policy"));
+    }
     assert!(body.contains(r#"href="/dashboard/apps/shop""#), "{body}");
 
     // A cookie edited by hand (its token hash or expiry) is no session.
