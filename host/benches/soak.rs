@@ -350,30 +350,44 @@ fn rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Resident MiB of the instance pool's reservations (mappings of 1 GiB or more: the
-/// pooling allocator's memories, stacks and tables) and of everything else.
+/// Resident MiB of the guests' linear memories and of everything else. Contiguous
+/// anonymous mappings are merged into regions (the kernel splits a region into several
+/// mappings as pages are reset); each memory slot of the pooling allocator is a region
+/// of at least 4 GiB (its reservation and guard), nothing else in the process is that
+/// large (the allocator's arena is 1 GiB).
 fn rss_split_mib() -> (f64, f64) {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-    let (mut pool, mut rest, mut size) = (0u64, 0u64, 0u64);
+    // (start, end, anonymous, resident kB) of each region.
+    let mut regions: Vec<(u64, u64, bool, u64)> = Vec::new();
     for line in smaps.lines() {
-        let kb = |v: &str| {
-            v.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .unwrap_or(0)
-        };
-        if let Some(v) = line.strip_prefix("Size:") {
-            size = kb(v);
-        } else if let Some(v) = line.strip_prefix("Rss:") {
-            if size >= 1024 * 1024 {
-                pool += kb(v);
-            } else {
-                rest += kb(v);
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) = (
+                u64::from_str_radix(start, 16),
+                u64::from_str_radix(end, 16),
+            )
+        {
+            let anonymous = fields.nth(4).is_none();
+            match regions.last_mut() {
+                Some(last) if last.1 == start && last.2 && anonymous => last.1 = end,
+                _ => regions.push((start, end, anonymous, 0)),
             }
+        } else if first == "Rss:"
+            && let Some(last) = regions.last_mut()
+        {
+            last.3 += fields.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
         }
     }
-    (pool as f64 / 1024.0, rest as f64 / 1024.0)
+    let (mut memories, mut rest) = (0u64, 0u64);
+    for (start, end, anonymous, kb) in regions {
+        if anonymous && end - start >= 4 << 30 {
+            memories += kb;
+        } else {
+            rest += kb;
+        }
+    }
+    (memories as f64 / 1024.0, rest as f64 / 1024.0)
 }
 
 fn main() {
@@ -429,9 +443,11 @@ fn main() {
         let done = Arc::new(AtomicBool::new(false));
         let flag = done.clone();
         let thread = std::thread::spawn(move || {
+            // (RSS, pool, rest) every 250 ms.
             let mut samples = Vec::new();
             while !flag.load(Ordering::Relaxed) {
-                samples.push(rss_mib());
+                let (pool, rest) = rss_split_mib();
+                samples.push((rss_mib(), pool, rest));
                 std::thread::sleep(Duration::from_millis(250));
             }
             samples
@@ -441,8 +457,9 @@ fn main() {
     let (mut soaked, attack) = load(true, soak).join().expect("load thread");
     sampler.0.store(true, Ordering::Relaxed);
     let samples = sampler.1.join().expect("sampler");
-    let rss_peak = samples.iter().copied().fold(0.0, f64::max);
-    let at = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction) as usize];
+    let rss_peak = samples.iter().map(|s| s.0).fold(0.0, f64::max);
+    let sample = |fraction: f64| samples[((samples.len() - 1) as f64 * fraction) as usize];
+    let at = |fraction: f64| sample(fraction).0;
     let p99 = soaked.percentile_ms(0.99);
     println!(
         "victim beside the attacker {:.0}s: {:.0} req/s, p50 {:.2} ms, p99 {p99:.2} ms = {:.2}× alone (goal ≤ 3×), errors {} (goal 0)",
@@ -465,8 +482,20 @@ fn main() {
         at(1.0)
     );
     let split_end = rss_split_mib();
+    let split = |fraction: f64| {
+        let (_, pool, rest) = sample(fraction);
+        format!("{pool:.0} / {rest:.0}")
+    };
     println!(
-        "RSS (MiB) of the instance pool / the rest: {:.0} / {:.0} before the attack, {:.0} / {:.0} after",
-        split_start.0, split_start.1, split_end.0, split_end.1
+        "RSS (MiB) of the guests' linear memories / the rest: {:.0} / {:.0} before the attack; {} / {} / {} / {} \
+         at 1/4, 1/2, 3/4, the end; {:.0} / {:.0} after the attacker stopped",
+        split_start.0,
+        split_start.1,
+        split(0.25),
+        split(0.5),
+        split(0.75),
+        split(1.0),
+        split_end.0,
+        split_end.1
     );
 }

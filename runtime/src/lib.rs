@@ -59,14 +59,17 @@ pub const DEFAULT_MAX_WARM_INSTANCES: u32 = 32;
 /// How often the epoch ticker advances: a CPU-bound guest yields at every tick (its
 /// slice of a CPU slot), and wall-clock limits are checked at this grain.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(1);
-/// Bytes of each pooled memory kept mapped between instances (see `Runtime::new`): a
-/// Rust guest's stack and early heap live in its first megabytes, and the Rhai shim's
-/// snapshot (one for all Rhai functions) holds the interpreter's built engine in its
-/// first ~MEMORY MiB, with the script an instance parses on its first request and the
-/// per-request heap above. Only pages an instance touched are reset (and stay
-/// resident), so a small guest costs little; measured: 4 → 32 MiB took the Rhai
-/// handler from 9,100 to 10,300 requests/s.
-const KEEP_RESIDENT_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of each pooled memory (and table) kept resident between instances (see
+/// `Runtime::new`); the rest of what an instance touched goes back to the kernel when
+/// it ends. A Rust guest's stack and early heap live in its first megabytes, so a
+/// fresh component instance takes no page faults on them. Rhai functions mostly run in
+/// warm instances, which are not reset at all. Every slot an instance ever used keeps
+/// this much, so it is what a burst of large guests leaves behind per slot: at 32 MiB
+/// the hardening soak's server grew from ~0.3 to ~1.3 GiB over five minutes of memory
+/// bombs (slots × 32 MiB); at 4 MiB it stays flat. Measured in one run each (release,
+/// 2 cores): Rhai handler 26,417 vs 26,451 requests/s at 32 vs 4 MiB, with warm
+/// instances off 10,003 vs 9,584 (the Rhai shim touches ~15 MiB), components no slower.
+const KEEP_RESIDENT_BYTES: usize = 4 * 1024 * 1024;
 /// Set to `1` to have the engine write `/tmp/perf-{pid}.map`, so `perf report` names
 /// the guests' functions (a developer tool for profiling; off by default).
 pub const PERF_MAP_ENV: &str = "PICLOUD_PERF_MAP";
@@ -262,7 +265,14 @@ impl<S: Sdk> Runtime<S> {
             // instance then takes no page faults on them. Contents are reset either way,
             // so nothing of one instance is visible to the next.
             .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-            .table_keep_resident(KEEP_RESIDENT_BYTES / 8)
+            .table_keep_resident(KEEP_RESIDENT_BYTES)
+            // A freed slot goes to the next instance that needs one (its own module's
+            // first, else the least recently used), never to an untouched slot while a
+            // used one is free: the slots ever used are at most the peak of instances
+            // alive at once, so what they keep resident is bounded by that peak, not
+            // by the pool's size (wasmtime's default prefers untouched slots until 100
+            // used ones are idle, which let resident memory creep up for minutes).
+            .max_unused_warm_slots(0)
             .pagemap_scan(wasmtime::Enabled::Auto);
         let mut wasm = Config::new();
         wasm.wasm_component_model(true)
