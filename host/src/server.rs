@@ -221,6 +221,10 @@ pub struct ServeArgs {
     /// answered 429.
     #[arg(long, env = "PICLOUD_REALTIME_MAX_SUBSCRIBERS_PER_APP", default_value_t = crate::events::realtime::DEFAULT_MAX_SUBSCRIBERS_PER_APP)]
     pub realtime_max_subscribers_per_app: usize,
+    /// Realtime subscribers of all apps connected to this node at once; more are
+    /// answered 503.
+    #[arg(long, env = "PICLOUD_REALTIME_MAX_SUBSCRIBERS", default_value_t = crate::events::realtime::DEFAULT_MAX_SUBSCRIBERS)]
+    pub realtime_max_subscribers: usize,
 }
 
 impl ServeArgs {
@@ -269,6 +273,7 @@ impl ServeArgs {
             realtime_buffer: crate::events::realtime::DEFAULT_BUFFER,
             realtime_max_subscribers_per_app:
                 crate::events::realtime::DEFAULT_MAX_SUBSCRIBERS_PER_APP,
+            realtime_max_subscribers: crate::events::realtime::DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 
@@ -428,6 +433,7 @@ impl Server {
             heartbeat: Duration::from_secs(args.realtime_heartbeat_secs.max(1)),
             buffer: args.realtime_buffer.max(1),
             max_subscribers_per_app: args.realtime_max_subscribers_per_app,
+            max_subscribers: args.realtime_max_subscribers,
         });
         let invoker = match args.mailer()? {
             Some(mailer) => invoker.with_mailer(Arc::new(mailer)),

@@ -17,7 +17,7 @@ pub mod realtime;
 
 use crate::invoke::{Call, Code, Failure, Invoker, Trigger};
 use crate::jobs::Jobs;
-use crate::storage::triggers::Claimed;
+use crate::storage::triggers::{Claimed, TriggerRecord};
 use crate::storage::{Db, Dialect, now_ms};
 use picloud_runtime::Request;
 use rand::Rng;
@@ -92,6 +92,25 @@ pub struct Dispatcher {
     in_flight: Arc<Semaphore>,
     /// Deliveries running, by app id.
     running: std::sync::Mutex<HashMap<String, usize>>,
+    /// Deliveries that succeeded and are not yet recorded done, and whether a task is
+    /// recording them (see [`Dispatcher::done`]).
+    finished: std::sync::Mutex<Finished>,
+}
+
+/// See [`Dispatcher::done`].
+#[derive(Default)]
+struct Finished {
+    ids: Vec<i64>,
+    recording: bool,
+}
+
+/// What a batch of claimed deliveries needs from the database, read once per batch
+/// rather than once per delivery: their triggers, and their apps' names. A lookup that
+/// failed is absent, and the delivery reads it itself.
+#[derive(Default)]
+struct Lookups {
+    triggers: HashMap<(String, String), Option<TriggerRecord>>,
+    app_names: HashMap<String, Option<String>>,
 }
 
 impl Dispatcher {
@@ -101,6 +120,7 @@ impl Dispatcher {
             wake: db.events_written(),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             running: std::sync::Mutex::default(),
+            finished: std::sync::Mutex::default(),
             db,
             invoker,
             config,
@@ -176,6 +196,7 @@ impl Dispatcher {
             }
         };
         busy |= !claimed.is_empty();
+        let lookups = Arc::new(self.look_up(&claimed).await);
         for delivery in claimed {
             let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
                 // Cannot happen (this task alone takes permits); the lease lapses.
@@ -184,8 +205,9 @@ impl Dispatcher {
             let dispatcher = self.clone();
             let app_id = delivery.app_id.clone();
             *self.running().entry(app_id.clone()).or_default() += 1;
+            let lookups = lookups.clone();
             tokio::spawn(async move {
-                dispatcher.deliver(delivery).await;
+                dispatcher.deliver(delivery, &lookups).await;
                 {
                     let mut running = dispatcher.running();
                     if let Some(n) = running.get_mut(&app_id) {
@@ -204,6 +226,77 @@ impl Dispatcher {
 
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn finished(&self) -> std::sync::MutexGuard<'_, Finished> {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the triggers and app names of `claimed`, each once.
+    async fn look_up(&self, claimed: &[Claimed]) -> Lookups {
+        let mut lookups = Lookups::default();
+        for delivery in claimed {
+            if !lookups.app_names.contains_key(&delivery.app_id)
+                && let Ok(name) = self.db.app_name(&delivery.app_id).await
+            {
+                lookups.app_names.insert(delivery.app_id.clone(), name);
+            }
+            let key = (delivery.app_id.clone(), delivery.trigger_name.clone());
+            if !delivery.trigger_name.is_empty()
+                && !lookups.triggers.contains_key(&key)
+                && let Ok(trigger) = self
+                    .db
+                    .get_trigger(&delivery.app_id, &delivery.trigger_name)
+                    .await
+            {
+                lookups.triggers.insert(key, trigger);
+            }
+        }
+        lookups
+    }
+
+    /// Records delivery `id` done, together with the others that end meanwhile: the first
+    /// to end records them all, one statement per round until none is left, while the
+    /// rest return at once (group commit: on SQLite a commit is a disk flush, and one
+    /// per delivery would bound deliveries per second by the disk). A delivery recorded
+    /// done lets the next event of its key run, so the dispatcher is woken after each
+    /// round. Until then a delivery stays claimed: if the process dies first it runs
+    /// again once its claim lapses (at least once).
+    async fn done(&self, id: i64) {
+        {
+            let mut finished = self.finished();
+            finished.ids.push(id);
+            if finished.recording {
+                return;
+            }
+            finished.recording = true;
+        }
+        // Should this task end mid-round (the runtime shutting down), another records
+        // the rest.
+        struct Recording<'a>(&'a Dispatcher, bool);
+        impl Drop for Recording<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.finished().recording = false;
+                }
+            }
+        }
+        let mut recording = Recording(self, true);
+        loop {
+            let ids = {
+                let mut finished = self.finished();
+                if finished.ids.is_empty() {
+                    finished.recording = false;
+                    recording.1 = false;
+                    return;
+                }
+                std::mem::take(&mut finished.ids)
+            };
+            if let Err(e) = self.db.deliveries_done(&ids, now_ms()).await {
+                tracing::warn!(error = %e, deliveries = ids.len(), "recording deliveries done failed; they run again once their claims lapse");
+            }
+            self.wake.notify_one();
+        }
     }
 
     /// Fires the cron triggers that are due: each due tick once in the cluster (the
@@ -254,7 +347,7 @@ impl Dispatcher {
 
     /// Runs an async route's queued request once and keeps its answer (a transient
     /// refusal — the app or host busy — only postpones it).
-    async fn deliver_async(&self, delivery: Claimed) {
+    async fn deliver_async(&self, delivery: Claimed, lookups: &Lookups) {
         let function = delivery.function.clone().unwrap_or_default();
         let request = match serde_json::from_str::<QueuedRequest>(&delivery.event)
             .map_err(|e| e.to_string())
@@ -271,7 +364,7 @@ impl Dispatcher {
             }
         };
         let outcome = self
-            .run(&delivery, &function, request, Trigger::Async)
+            .run(&delivery, lookups, &function, request, Trigger::Async)
             .await;
         let result = match outcome {
             Err(failure) if failure.code.is_transient() => {
@@ -302,16 +395,24 @@ impl Dispatcher {
     }
 
     /// Runs one claimed delivery and records how it went.
-    async fn deliver(&self, delivery: Claimed) {
+    async fn deliver(&self, delivery: Claimed, lookups: &Lookups) {
         if delivery.trigger_name.is_empty() {
-            return self.deliver_async(delivery).await;
+            return self.deliver_async(delivery, lookups).await;
         }
         let now = || now_ms();
-        let trigger = match self
-            .db
-            .get_trigger(&delivery.app_id, &delivery.trigger_name)
-            .await
-        {
+        let looked_up = lookups
+            .triggers
+            .get(&(delivery.app_id.clone(), delivery.trigger_name.clone()))
+            .cloned();
+        let trigger = match looked_up {
+            Some(found) => Ok(found),
+            None => {
+                self.db
+                    .get_trigger(&delivery.app_id, &delivery.trigger_name)
+                    .await
+            }
+        };
+        let trigger = match trigger {
             Ok(Some(trigger)) => trigger,
             // Deleted since: its deliveries went with it.
             Ok(None) => return,
@@ -344,7 +445,10 @@ impl Dispatcher {
             event: Some(delivery.event.clone()),
         };
         // A status of 500 or more fails the delivery, as a failed invocation does.
-        let outcome = match self.run(&delivery, &trigger.function, request, kind).await {
+        let outcome = match self
+            .run(&delivery, lookups, &trigger.function, request, kind)
+            .await
+        {
             Ok(response) if response.status >= 500 => Err(Failure::new(
                 Code::FunctionFailed,
                 format!("the function answered status {}", response.status),
@@ -353,7 +457,10 @@ impl Dispatcher {
             Err(failure) => Err(failure),
         };
         let result = match outcome {
-            Ok(()) => self.db.delivery_done(delivery.id, now()).await.map(|_| ()),
+            Ok(()) => {
+                self.done(delivery.id).await;
+                Ok(())
+            }
             Err(failure) if failure.code.is_transient() => {
                 // The app or host was busy: no attempt is counted.
                 let delay = failure.retry_after.map_or(DEFAULT_BACKOFF_MS, |s| {
@@ -399,20 +506,22 @@ impl Dispatcher {
     async fn run(
         &self,
         delivery: &Claimed,
+        lookups: &Lookups,
         function: &str,
         request: Request,
         trigger: Trigger,
     ) -> Result<picloud_runtime::Response, Failure> {
-        let name = self
-            .db
-            .app_name(&delivery.app_id)
-            .await?
-            .ok_or_else(|| Failure::new(Code::FunctionFailed, "the app no longer exists"))?;
-        let app = self
-            .invoker
-            .app(&name)
-            .await?
-            .ok_or_else(|| Failure::new(Code::FunctionFailed, "the app no longer exists"))?;
+        let gone = || Failure::new(Code::FunctionFailed, "the app no longer exists");
+        let name = match lookups.app_names.get(&delivery.app_id) {
+            Some(name) => name.clone(),
+            None => self.db.app_name(&delivery.app_id).await?,
+        }
+        .ok_or_else(gone)?;
+        let app = self.invoker.app(&name).await?.ok_or_else(gone)?;
+        if app.id != delivery.app_id {
+            // Deleted, and another app made with its name since.
+            return Err(gone());
+        }
         let active = self
             .invoker
             .function(&app, function)

@@ -54,6 +54,8 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 pub const DEFAULT_BUFFER: usize = 256;
 /// Default most subscribers of one app at once on one node.
 pub const DEFAULT_MAX_SUBSCRIBERS_PER_APP: usize = 10_000;
+/// Default most subscribers of all apps at once on one node (each holds a connection).
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 50_000;
 /// Shortest and longest lifetime of a subscriber token, in seconds; a function asking
 /// for less or more gets these.
 pub const TOKEN_TTL_SECS: (u32, u32) = (10, 86_400);
@@ -83,6 +85,8 @@ pub struct RealtimeConfig {
     pub buffer: usize,
     /// Most subscribers of one app at once (more are answered 429).
     pub max_subscribers_per_app: usize,
+    /// Most subscribers of all apps at once (more are answered 503).
+    pub max_subscribers: usize,
 }
 
 impl Default for RealtimeConfig {
@@ -91,6 +95,7 @@ impl Default for RealtimeConfig {
             heartbeat: DEFAULT_HEARTBEAT,
             buffer: DEFAULT_BUFFER,
             max_subscribers_per_app: DEFAULT_MAX_SUBSCRIBERS_PER_APP,
+            max_subscribers: DEFAULT_MAX_SUBSCRIBERS,
         }
     }
 }
@@ -111,8 +116,8 @@ pub struct Realtime {
     config: RealtimeConfig,
     /// App id → topic → the channel of its subscribers (present while it has any).
     channels: Mutex<Channels>,
-    /// App id → subscribers connected.
-    counts: Mutex<HashMap<String, usize>>,
+    /// Subscribers connected, by app id and in all.
+    counts: Mutex<Counts>,
     /// Set at shutdown: every stream ends.
     closed: watch::Sender<bool>,
     /// This node's id, once it relays messages to other nodes (PostgreSQL).
@@ -131,6 +136,22 @@ struct Relayed {
     data: Option<String>,
 }
 
+/// See [`Realtime::counts`].
+#[derive(Default)]
+struct Counts {
+    by_app: HashMap<String, usize>,
+    total: usize,
+}
+
+/// Why [`Realtime::subscribe`] refused a subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The app has [`RealtimeConfig::max_subscribers_per_app`].
+    App,
+    /// The node has [`RealtimeConfig::max_subscribers`].
+    Node,
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -141,7 +162,7 @@ impl Realtime {
         Arc::new(Self {
             config,
             channels: Mutex::new(HashMap::new()),
-            counts: Mutex::new(HashMap::new()),
+            counts: Mutex::default(),
             closed: watch::channel(false).0,
             relay_node: std::sync::OnceLock::new(),
         })
@@ -189,15 +210,23 @@ impl Realtime {
         sender.map_or(0, |sender| sender.send(Arc::new(message)).unwrap_or(0))
     }
 
-    /// A new subscriber of `topic` of app `app_id`, or `None` when the app has its most.
-    pub fn subscribe(self: &Arc<Self>, app_id: &str, topic: &str) -> Option<Subscription> {
+    /// A new subscriber of `topic` of app `app_id`, unless the app or the node has its
+    /// most.
+    pub fn subscribe(self: &Arc<Self>, app_id: &str, topic: &str) -> Result<Subscription, Full> {
         {
             let mut counts = lock(&self.counts);
-            let count = counts.entry(app_id.to_owned()).or_default();
+            if counts.total >= self.config.max_subscribers {
+                return Err(Full::Node);
+            }
+            let count = counts.by_app.entry(app_id.to_owned()).or_default();
             if *count >= self.config.max_subscribers_per_app {
-                return None;
+                if *count == 0 {
+                    counts.by_app.remove(app_id);
+                }
+                return Err(Full::App);
             }
             *count += 1;
+            counts.total += 1;
         }
         let receiver = lock(&self.channels)
             .entry(app_id.to_owned())
@@ -205,7 +234,7 @@ impl Realtime {
             .entry(topic.to_owned())
             .or_insert_with(|| broadcast::channel(self.config.buffer.max(1)).0)
             .subscribe();
-        Some(Subscription {
+        Ok(Subscription {
             receiver: Some(receiver),
             realtime: self.clone(),
             app_id: app_id.to_owned(),
@@ -215,7 +244,7 @@ impl Realtime {
 
     /// Subscribers connected to this node, in all.
     pub fn subscribers(&self) -> usize {
-        lock(&self.counts).values().sum()
+        lock(&self.counts).total
     }
 
     /// Turns true when the server closes: other long streams (the dashboard's live
@@ -381,11 +410,12 @@ impl Drop for Subscription {
             }
         }
         let mut counts = lock(&self.realtime.counts);
-        if let Some(count) = counts.get_mut(&self.app_id) {
+        if let Some(count) = counts.by_app.get_mut(&self.app_id) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                counts.remove(&self.app_id);
+                counts.by_app.remove(&self.app_id);
             }
+            counts.total = counts.total.saturating_sub(1);
         }
     }
 }
@@ -521,14 +551,17 @@ async fn open(
         (expires_at, None)
     };
     let realtime = state.invoker.realtime().clone();
-    let subscription = realtime.subscribe(&app.id, topic).ok_or_else(|| {
-        ApiError::quota_exceeded(format!(
-            "app {} has its most realtime subscribers ({})",
-            app.name,
-            realtime.config().max_subscribers_per_app
-        ))
-        .with_retry_after(5)
-    })?;
+    let subscription = realtime
+        .subscribe(&app.id, topic)
+        .map_err(|full| match full {
+            Full::App => ApiError::quota_exceeded(format!(
+                "app {} has its most realtime subscribers ({})",
+                app.name,
+                realtime.config().max_subscribers_per_app
+            )),
+            Full::Node => ApiError::unavailable("this server has its most realtime subscribers"),
+        })
+        .map_err(|e| e.with_retry_after(5))?;
     // Subscribed first, then the replay read: a message published in between is in
     // both, and the live copy is skipped by its id.
     let resume_from = headers
@@ -758,20 +791,30 @@ mod tests {
     }
 
     #[test]
-    fn subscribers_are_capped_per_app_and_channels_go_with_their_last_subscriber() {
+    fn subscribers_are_capped_per_app_and_per_node_and_channels_go_with_their_last_subscriber() {
         let realtime = Realtime::new(RealtimeConfig {
             max_subscribers_per_app: 2,
+            max_subscribers: 4,
             ..RealtimeConfig::default()
         });
         let a1 = realtime.subscribe("a", "t").unwrap();
         let a2 = realtime.subscribe("a", "u").unwrap();
-        assert!(
-            realtime.subscribe("a", "t").is_none(),
+        assert_eq!(
+            realtime.subscribe("a", "t").err(),
+            Some(Full::App),
             "app a is at its cap"
         );
         let b = realtime.subscribe("b", "t").unwrap();
         assert_eq!(realtime.subscribers(), 3);
-        drop((a1, a2, b));
+        let c = realtime.subscribe("c", "t").unwrap();
+        assert_eq!(
+            realtime.subscribe("d", "t").err(),
+            Some(Full::Node),
+            "the node is at its cap, whichever app asks"
+        );
+        drop(c);
+        let d = realtime.subscribe("d", "t").unwrap();
+        drop((a1, a2, b, d));
         assert_eq!(realtime.subscribers(), 0);
         assert!(lock(&realtime.channels).is_empty());
         assert_eq!(

@@ -6,6 +6,10 @@ use super::changes::{self, Change, Source};
 use super::{Db, StorageResult, now_ms};
 use sqlx::Row;
 
+/// First key of the PostgreSQL advisory locks that order a topic's durable messages
+/// (see [`Db::publish_durable`]).
+const TOPIC_ORDER_LOCK: i32 = 8009;
+
 /// A declared topic.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TopicRecord {
@@ -107,6 +111,14 @@ impl Db {
 
     /// Records durable `message` (JSON text) on `topic` of app `app_id` in the outbox
     /// (the dispatcher delivers it to the app's pubsub triggers); answers its id.
+    ///
+    /// A topic's durable messages commit in the order of their ids, so a subscriber
+    /// resuming after id N (`Last-Event-ID`) misses none below N that was not yet
+    /// visible when it read N: SQLite has one writer at a time; on PostgreSQL two
+    /// publishers could take ids 10 and 11 and commit 11 first, so publishing on a topic
+    /// holds a transaction-level advisory lock of the topic from taking its id to the
+    /// commit (a topic's publishes queue for one another's short transaction; other
+    /// topics', and other writes to the outbox, do not).
     pub async fn publish_durable(
         &self,
         app_id: &str,
@@ -115,6 +127,15 @@ impl Db {
     ) -> StorageResult<i64> {
         let mut tx = self.acquire().await?;
         tx.begin().await?;
+        if self.dialect() == super::Dialect::Postgres {
+            // The two-key form: a key space apart from the single-key locks elsewhere
+            // (the fan-out's); a collision of two topics' hashes only orders them too.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(TOPIC_ORDER_LOCK)
+                .bind(format!("{app_id}\u{1f}{topic}"))
+                .execute(&mut tx)
+                .await?;
+        }
         let change = Change {
             source: Source::Pubsub,
             op: "publish",

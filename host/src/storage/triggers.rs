@@ -163,7 +163,7 @@ impl Pending {
 }
 
 /// A delivery claimed by this node: run its trigger's function with `event`, then report
-/// with [`Db::delivery_done`], [`Db::delivery_retry`] or [`Db::delivery_exhausted`].
+/// with [`Db::deliveries_done`], [`Db::delivery_retry`] or [`Db::delivery_exhausted`].
 #[derive(Debug, Clone)]
 pub struct Claimed {
     /// The delivery.
@@ -619,16 +619,23 @@ impl Db {
         Ok(())
     }
 
-    /// Delivery `id` succeeded.
-    pub async fn delivery_done(&self, id: i64, now: i64) -> StorageResult<()> {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'done', last_error = NULL, updated_at = $2 \
-             WHERE id = $1 AND status = 'pending'",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+    /// Deliveries `ids` succeeded: one statement (per 500) for many, so that on SQLite a
+    /// burst of deliveries costs one commit, not one each.
+    pub async fn deliveries_done(&self, ids: &[i64], now: i64) -> StorageResult<()> {
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "UPDATE deliveries SET status = 'done', last_error = NULL, updated_at = $1 \
+                 WHERE id IN ({}) AND status = 'pending'",
+                placeholders.join(", ")
+            );
+            chunk
+                .iter()
+                .fold(sqlx::query(&sql).bind(now), |q, id| q.bind(id))
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 

@@ -19,6 +19,55 @@ on_both_backends!(
     end_users_subscribe_with_their_session_until_they_log_out,
 );
 
+// Caps hold per node whatever the backend, so once, on SQLite: an app's own cap answers
+// 429 (the app's quota), the node's 503 (the server is full, whichever app asks); a
+// subscriber that leaves gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_are_capped_per_app_and_per_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(ServeArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: Some(TOKEN.into()),
+        realtime_heartbeat_secs: 1,
+        realtime_max_subscribers_per_app: 1,
+        realtime_max_subscribers: 2,
+        ..ServeArgs::with_data_dir(dir.path().to_owned())
+    })
+    .await;
+    let mut tokens = Vec::new();
+    for app in ["a", "b", "c"] {
+        server.create_app(app).await;
+        rhai(&server, app, "tokens", TOKENS, "GET /token").await;
+        topic(&server, app, "prices", true).await;
+        tokens.push(token(&server, app, "prices").await);
+    }
+    let (status, a, _) = subscribe(&server, "a", "prices", Some(&tokens[0]), None).await;
+    assert_eq!(status, 200);
+    let (status, _, body) = subscribe(&server, "a", "prices", Some(&tokens[0]), None).await;
+    assert_eq!(status, 429, "app a has its one subscriber: {body}");
+    assert!(body.contains("most realtime subscribers"), "{body}");
+    let (status, _b, _) = subscribe(&server, "b", "prices", Some(&tokens[1]), None).await;
+    assert_eq!(status, 200, "another app still subscribes");
+    let (status, _, body) = subscribe(&server, "c", "prices", Some(&tokens[2]), None).await;
+    assert_eq!(status, 503, "the node has its two subscribers: {body}");
+    // The server sees a closed stream at its next write (a heartbeat, every second).
+    drop(a);
+    let start = Instant::now();
+    loop {
+        let (status, c, _) = subscribe(&server, "c", "prices", Some(&tokens[2]), None).await;
+        if status == 200 {
+            drop(c);
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a subscriber that left gives its place back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Publishes `?kind=durable|realtime` `{n, from}` on `?topic`.
 const PUBLISHER: &str = r#"
 let q = ctx.request.query;

@@ -23,6 +23,7 @@ on_both_backends!(
     the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush,
     the_kv_service_refuses_bad_input_with_invalid_errors,
     a_jobs_lease_is_held_by_one_node_until_it_expires_or_is_given_up,
+    a_topics_durable_messages_become_visible_in_the_order_of_their_ids,
 );
 
 // Background jobs a cluster needs done once (retention, the kv sweep) run on the node
@@ -618,5 +619,73 @@ async fn the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush(bac
             "a record queued without a flush was never stored"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+// A realtime subscriber resumes after the last id it saw (`Last-Event-ID`): that is only
+// safe if a topic's messages become visible in id order, never a lower id after a
+// higher one (two nodes publishing at once on PostgreSQL could otherwise commit 11
+// before 10). Publishers race while a reader keeps reading: every read must hold all
+// of the final ids below the highest it saw.
+async fn a_topics_durable_messages_become_visible_in_the_order_of_their_ids(backend: Backend) {
+    let Some((_t, db, ids)) = db_with_apps(backend, &["a"]).await else {
+        return;
+    };
+    const PUBLISHERS: usize = 8;
+    const EACH: usize = 40;
+    let app = ids[0].clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (db, app, done) = (db.clone(), app.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut reads = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let seen: Vec<i64> = db
+                    .messages_since(&app, "t", 0, 10_000)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.seq)
+                    .collect();
+                reads.push(seen);
+            }
+            reads
+        })
+    };
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let (db, app) = (db.clone(), app.clone());
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    db.publish_durable(&app, "t", &format!("{{\"p\":{p},\"i\":{i}}}"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await.unwrap();
+    let all: Vec<i64> = db
+        .messages_since(&app, "t", 0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(all.len(), PUBLISHERS * EACH);
+    assert!(reads.len() > 1, "the reader read while they published");
+    for seen in &reads {
+        let Some(&highest) = seen.last() else {
+            continue;
+        };
+        let expected: Vec<i64> = all.iter().copied().filter(|&id| id <= highest).collect();
+        assert_eq!(
+            seen, &expected,
+            "a read up to id {highest} missed a lower id that became visible later"
+        );
     }
 }
