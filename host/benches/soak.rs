@@ -363,10 +363,8 @@ fn rss_split_mib() -> (f64, f64) {
         let mut fields = line.split_whitespace();
         let first = fields.next().unwrap_or_default();
         if let Some((start, end)) = first.split_once('-')
-            && let (Ok(start), Ok(end)) = (
-                u64::from_str_radix(start, 16),
-                u64::from_str_radix(end, 16),
-            )
+            && let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
         {
             let anonymous = fields.nth(4).is_none();
             match regions.last_mut() {
@@ -376,7 +374,10 @@ fn rss_split_mib() -> (f64, f64) {
         } else if first == "Rss:"
             && let Some(last) = regions.last_mut()
         {
-            last.3 += fields.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            last.3 += fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     let (mut memories, mut rest) = (0u64, 0u64);
