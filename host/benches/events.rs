@@ -155,24 +155,19 @@ async fn run(backend: &str, url: Option<String>) {
         true,
     )
     .await;
-    deploy(
-        &http,
-        &base,
-        "writer",
-        &format!(
-            r#"for i in 0..{WRITES_PER_REQUEST} {{ kv::set("e", `${{ctx.request.params.b}}-${{i}}`, i); }} "ok""#
-        ),
-        Some("POST /write/:b"),
-    )
-    .await;
+    // Writes `WRITES_PER_REQUEST` kv entries into `collection` per request.
+    let writer = |collection: &str| {
+        format!(
+            r#"for i in 0..{WRITES_PER_REQUEST} {{ kv::set("{collection}", `${{ctx.request.params.b}}-${{i}}`, i); }} "ok""#
+        )
+    };
+    deploy(&http, &base, "writer", &writer("e"), Some("POST /write/:b")).await;
     // The same writes to a collection no trigger watches: what the writes alone cost.
     deploy(
         &http,
         &base,
         "plain",
-        &format!(
-            r#"for i in 0..{WRITES_PER_REQUEST} {{ kv::set("plain", `${{ctx.request.params.b}}-${{i}}`, i); }} "ok""#
-        ),
+        &writer("plain"),
         Some("POST /plain/:b"),
     )
     .await;

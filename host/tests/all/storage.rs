@@ -628,6 +628,11 @@ async fn the_recorder_stores_every_record_after_a_linger_or_at_once_on_flush(bac
 // before 10). Publishers race while a reader keeps reading: every read must hold all
 // of the final ids below the highest it saw.
 async fn a_topics_durable_messages_become_visible_in_the_order_of_their_ids(backend: Backend) {
+    /// The ids of topic `t`'s durable messages visible now.
+    async fn visible_ids(db: &Db, app: &str) -> Vec<i64> {
+        let messages = db.messages_since(app, "t", 0, 10_000).await.unwrap();
+        messages.iter().map(|m| m.seq).collect()
+    }
     let Some((_t, db, ids)) = db_with_apps(backend, &["a"]).await else {
         return;
     };
@@ -640,14 +645,7 @@ async fn a_topics_durable_messages_become_visible_in_the_order_of_their_ids(back
         tokio::spawn(async move {
             let mut reads = Vec::new();
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let seen: Vec<i64> = db
-                    .messages_since(&app, "t", 0, 10_000)
-                    .await
-                    .unwrap()
-                    .iter()
-                    .map(|m| m.seq)
-                    .collect();
-                reads.push(seen);
+                reads.push(visible_ids(&db, &app).await);
             }
             reads
         })
@@ -669,13 +667,7 @@ async fn a_topics_durable_messages_become_visible_in_the_order_of_their_ids(back
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads = reader.await.unwrap();
-    let all: Vec<i64> = db
-        .messages_since(&app, "t", 0, 10_000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect();
+    let all = visible_ids(&db, &app).await;
     assert_eq!(all.len(), PUBLISHERS * EACH);
     assert!(reads.len() > 1, "the reader read while they published");
     for seen in &reads {
